@@ -1,0 +1,144 @@
+"""Command line: ``sluiceway serve`` and ``sluiceway chat``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+
+from .engine.config import Config, ConfigError, load_config, parse_provider_flag
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    for flag in args.provider or ():
+        name, settings = parse_provider_flag(flag)
+        cfg.providers[name] = settings
+    if getattr(args, "api_key", None):
+        cfg.server.api_keys = [*cfg.server.api_keys, *args.api_key]
+    elif os.environ.get("SLUICEWAY_API_KEYS"):
+        cfg.server.api_keys = [k.strip() for k in os.environ["SLUICEWAY_API_KEYS"].split(",") if k.strip()]
+    if getattr(args, "default_model", None):
+        cfg.default_model = args.default_model
+    return cfg
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .engine.gateway import Gateway
+    from .server.app import create_app
+
+    cfg = _config(args)
+    host = args.host or cfg.server.host
+    port = args.port or cfg.server.port
+    gateway = Gateway(cfg)
+    app = create_app(cfg, gateway)
+    names = ", ".join(sorted(gateway.router.routes)) or "(none)"
+    print(f"sluiceway: serving on http://{host}:{port}  (OpenAI base URL http://{host}:{port}/v1)", flush=True)
+    print(f"sluiceway: models: {names}; providers: {', '.join(gateway.providers)}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log,
+                timeout_graceful_shutdown=10, lifespan="on")
+    return 0
+
+
+async def _chat(cfg: Config, model: str | None, system: str | None, max_tokens: int | None) -> None:
+    from .core import ChatRequest, Message
+    from .engine.gateway import Gateway
+
+    gw = Gateway(cfg)
+    model = model or gw.router.default_model or next(iter(gw.router.routes), "")
+    history: list[Message] = [Message.of("system", system)] if system else []
+    print(f"chatting with {model} — empty line or Ctrl-D to quit", file=sys.stderr)
+    try:
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "you> ")
+            except EOFError:
+                break
+            if not line.strip():
+                break
+            history.append(Message.of("user", line))
+            t0 = time.perf_counter()
+            ttft = None
+            parts: list[str] = []
+            usage = None
+            try:
+                opened = await gw.router.open(ChatRequest(model=model, messages=list(history), max_tokens=max_tokens))
+                print("bot> ", end="", flush=True)
+                try:
+                    async for batch in opened.batches():
+                        for ev in batch:
+                            if ev.type == "text-delta":
+                                if ttft is None:
+                                    ttft = time.perf_counter() - t0
+                                parts.append(ev.delta)
+                                print(ev.delta, end="", flush=True)
+                            elif ev.type == "finish":
+                                usage = ev.usage
+                            elif ev.type == "error":
+                                print(f"\n[error] {ev.message}", end="")
+                finally:
+                    await opened.aclose()
+            except Exception as e:  # show and keep the session going
+                print(f"[error] {e}", file=sys.stderr)
+                history.pop()
+                continue
+            took = time.perf_counter() - t0
+            out_tokens = usage.output if usage else 0
+            gen_time = max(took - (ttft or 0), 1e-6)
+            print(f"\n  [ttft {1000 * (ttft or took):.0f} ms · {out_tokens} tokens · "
+                  f"{out_tokens / gen_time:.1f} tok/s]", file=sys.stderr)
+            history.append(Message.of("assistant", "".join(parts)))
+    finally:
+        await gw.aclose()
+
+
+def chat(args: argparse.Namespace) -> int:
+    asyncio.run(_chat(_config(args), args.model, args.system, args.max_tokens))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="sluiceway", description="LLM streaming gateway and chat server")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="YAML config file (default: ./sluiceway.yaml if present)")
+        sp.add_argument("--provider", action="append", metavar="NAME=KIND,KEY=VALUE,…",
+                        help="declare a provider, e.g. up=openai,base_url=http://localhost:8080/v1")
+
+    s = sub.add_parser("serve", help="run the HTTP server")
+    common(s)
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--api-key", action="append", help="require this bearer key (repeatable)")
+    s.add_argument("--default-model", help="model used when a request says 'default'")
+    s.add_argument("--log-level", default="info")
+    s.add_argument("--access-log", action="store_true")
+    s.set_defaults(func=serve)
+
+    c = sub.add_parser("chat", help="interactive streaming chat in the terminal")
+    common(c)
+    c.add_argument("--model", help="model or alias (default: the default model)")
+    c.add_argument("--system", help="system prompt")
+    c.add_argument("--max-tokens", type=int)
+    c.set_defaults(func=chat)
+
+    args = p.parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "warning").upper() if args.command == "serve"
+                        else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"sluiceway: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

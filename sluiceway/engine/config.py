@@ -1,0 +1,157 @@
+"""Configuration: one YAML file plus environment variables.
+
+``${env.NAME}`` anywhere in a string value is replaced from the environment
+(``.env`` next to the config file, or in the working directory, is loaded
+first and never overrides variables already set). A missing variable is an
+error naming it, not a silent empty secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import load_dotenv
+from pydantic import BaseModel, Field, field_validator
+
+from ..core import Deadlines
+
+ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+DEFAULT_CONFIG = "sluiceway.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Timeouts(BaseModel):
+    connect: float | None = 10.0
+    first_token: float | None = 120.0
+    idle: float | None = 60.0
+    total: float | None = 900.0
+
+    def deadlines(self) -> Deadlines:
+        return Deadlines(self.connect, self.first_token, self.idle, self.total)
+
+
+class DeploymentConfig(BaseModel):
+    provider: str
+    model: str
+    weight: float = 1.0
+    priority: int = 0
+    timeouts: Timeouts | None = None
+
+
+class ModelConfig(BaseModel):
+    deployments: list[DeploymentConfig]
+    strategy: str = "priority"  # priority | weighted | least-busy (see engine/router.py)
+
+    @classmethod
+    def parse(cls, alias: str, value: Any) -> ModelConfig:
+        """Accept ``alias: provider/model``, a list of those or of deployment
+        objects, or the full ``{deployments: [...], strategy: ...}`` form."""
+        def dep(v: Any) -> dict[str, Any]:
+            if isinstance(v, str):
+                provider, sep, model = v.partition("/")
+                if not sep or not model:
+                    raise ConfigError(f"models.{alias}: {v!r} is not provider/model")
+                return {"provider": provider, "model": model}
+            return v
+        if isinstance(value, str):
+            return cls(deployments=[dep(value)])
+        if isinstance(value, list):
+            return cls(deployments=[dep(v) for v in value])
+        if isinstance(value, dict) and "deployments" not in value:
+            return cls(deployments=[dep(value)])
+        return cls.model_validate({**value, "deployments": [dep(v) for v in value.get("deployments", [])]})
+
+
+class ServerConfig(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: list[str] = Field(default_factory=list)
+    keepalive: float = 15.0  # seconds of silence before an SSE comment; 0 = never
+    max_body_bytes: int = 16 * 1024 * 1024
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_blank_keys(cls, v: list[str]) -> list[str]:
+        return [k for k in v if k]
+
+
+class Config(BaseModel):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    default_model: str | None = None
+    embedded: bool = True  # register the embedded SmolLM2 provider as "local"
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        return {alias: ModelConfig.parse(alias, spec) for alias, spec in v.items()}
+
+
+def expand_env(value: Any) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (referenced as ${{env.{name}}})")
+        return ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    explicit = path is not None or "SLUICEWAY_CONFIG" in os.environ
+    p = Path(path or os.environ.get("SLUICEWAY_CONFIG", DEFAULT_CONFIG))
+    load_dotenv(p.parent / ".env" if p.parent != Path() else ".env", override=False)
+    if not p.exists():
+        if explicit:
+            raise ConfigError(f"config file {p} does not exist")
+        return Config()
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    try:
+        cfg = Config.model_validate(expand_env(raw))
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    cfg.path = p
+    return cfg
+
+
+def parse_provider_flag(flag: str) -> tuple[str, dict[str, Any]]:
+    """``name=openai,base_url=http://…,api_key=${env.KEY}`` → (name, settings).
+    The first item names the provider and gives its kind."""
+    items = [s for s in flag.split(",") if s]
+    if not items or "=" not in items[0]:
+        raise ConfigError(f"--provider {flag!r}: expected name=kind,key=value,…")
+    name, _, kind = items[0].partition("=")
+    settings: dict[str, Any] = {"kind": kind}
+    for item in items[1:]:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--provider {flag!r}: {item!r} is not key=value")
+        settings[k.strip()] = v
+    return name.strip(), expand_env(settings)

@@ -1,0 +1,91 @@
+"""The gateway object the server holds: configured providers and the router."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from ..providers import ModelInfo, Provider, provider_class
+from .config import Config, ConfigError, ModelConfig
+from .router import Router
+
+log = logging.getLogger("sluiceway")
+
+EMBEDDED_PROVIDER = "local"
+EMBEDDED_ALIAS = "smollm2"
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+
+
+@dataclass(slots=True, frozen=True)
+class ListedModel:
+    id: str
+    provider: str
+    owned_by: str
+    created: int
+
+
+def build_provider(name: str, settings: dict) -> Provider:
+    settings = dict(settings)
+    kind = settings.pop("kind", None) or name
+    try:
+        cls = provider_class(kind)
+    except ValueError as e:
+        raise ConfigError(f"providers.{name}: {e}") from None
+    settings.pop("timeouts", None)
+    try:
+        return cls(name, cls.Settings.model_validate(settings))  # type: ignore[call-arg]
+    except ValidationError as e:
+        raise ConfigError(f"providers.{name}: {e}") from None
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        specs = dict(config.providers)
+        models = dict(config.models)
+        default_model = config.default_model
+        if config.embedded and EMBEDDED_PROVIDER not in specs:
+            specs[EMBEDDED_PROVIDER] = {"kind": "llamacpp"}
+        if EMBEDDED_PROVIDER in specs and specs[EMBEDDED_PROVIDER].get("kind", "llamacpp") == "llamacpp":
+            models.setdefault(EMBEDDED_ALIAS, ModelConfig.parse(EMBEDDED_ALIAS, f"{EMBEDDED_PROVIDER}/{EMBEDDED_MODEL}"))
+            if default_model is None and not config.providers:
+                default_model = EMBEDDED_ALIAS
+        self.providers: dict[str, Provider] = {n: build_provider(n, s) for n, s in specs.items()}
+        try:
+            self.router = Router(self.providers, models, config.timeouts, default_model)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self._models_cache: tuple[float, list[ListedModel]] | None = None
+
+    async def list_models(self, *, refresh: bool = False, ttl: float = 60.0) -> list[ListedModel]:
+        """Aliases first, then every provider's upstream models as provider/model."""
+        now = time.monotonic()
+        if not refresh and self._models_cache and now - self._models_cache[0] < ttl:
+            return self._models_cache[1]
+        out = [ListedModel(alias, "+".join(sorted({d.provider.name for d in r.deployments})), "sluiceway", 0)
+               for alias, r in self.router.routes.items()]
+
+        async def one(p: Provider) -> list[ModelInfo]:
+            try:
+                async with asyncio.timeout(10):
+                    return await p.list_models()
+            except Exception as e:  # a dead provider must not hide the others
+                log.warning("listing models of %s failed: %s", p.name, e)
+                return []
+
+        names = list(self.providers)
+        for name, infos in zip(names, await asyncio.gather(*(one(self.providers[n]) for n in names)), strict=True):
+            out.extend(ListedModel(f"{name}/{m.id}", name, m.owned_by or name, m.created) for m in infos)
+        self._models_cache = (now, out)
+        return out
+
+    async def aclose(self) -> None:
+        for p in self.providers.values():
+            try:
+                await p.aclose()
+            except Exception:  # closing must not stop the others from closing
+                log.exception("closing provider %s", p.name)

@@ -1,0 +1,152 @@
+"""Shared HTTP plumbing for adapters that talk to a remote API: one pooled
+aiohttp session per provider instance, deadline-aware body reads, and
+mapping of HTTP error responses to typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+
+import aiohttp
+import orjson
+
+from ..core import Deadlines, SluicewayError, Timeout, UpstreamUnavailable, error_from_status
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+def new_session(deadline: Deadlines | None = None, *, limit: int = 0) -> aiohttp.ClientSession:
+    d = deadline or Deadlines()
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=d.connect, connect=d.connect),
+        connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300, enable_cleanup_closed=True),
+        json_serialize=lambda o: orjson.dumps(o).decode(),
+        auto_decompress=True,
+        trust_env=True,
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def error_message(body: bytes) -> str:
+    """The human message out of the many error shapes vendors use."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace").strip()[:2000] or "upstream error"
+    if isinstance(doc, list) and doc:
+        doc = doc[0]
+    if isinstance(doc, dict):
+        err = doc.get("error", doc)
+        if isinstance(err, str):
+            return err
+        if isinstance(err, dict):
+            for key in ("message", "msg", "detail", "error"):
+                if isinstance(err.get(key), str):
+                    return err[key]
+        for key in ("message", "detail"):
+            if isinstance(doc.get(key), str):
+                return doc[key]
+    return body.decode("utf-8", "replace")[:2000]
+
+
+async def raise_for_status(resp: aiohttp.ClientResponse, provider: str) -> None:
+    if resp.status < 400:
+        return
+    body = await resp.content.read(MAX_ERROR_BODY)
+    msg = error_message(body)
+    raise error_from_status(resp.status, f"{provider}: {msg}",
+                            retry_after=parse_retry_after(resp.headers.get("retry-after")),
+                            provider=provider)
+
+
+class DeadlineReader:
+    """Reads a response body chunk by chunk under first-token, idle and total
+    deadlines. A coroutine per read rather than an async generator, to keep
+    the per-chunk call chain short."""
+
+    __slots__ = ("_content", "_loop", "_next", "_idle", "_total_at", "_provider")
+
+    def __init__(self, resp: aiohttp.ClientResponse, deadline: Deadlines, provider: str,
+                 started: float | None = None) -> None:
+        self._content = resp.content
+        self._loop = asyncio.get_running_loop()
+        now = self._loop.time()
+        self._total_at = (started or now) + deadline.total if deadline.total else None
+        self._idle = deadline.idle
+        self._next = now + deadline.first_token if deadline.first_token else None
+        self._provider = provider
+
+    def _when(self) -> float | None:
+        if self._next is None:
+            return self._total_at
+        if self._total_at is None:
+            return self._next
+        return min(self._next, self._total_at)
+
+    async def read(self) -> bytes:
+        when = self._when()
+        try:
+            if when is None:
+                data = await self._content.readany()
+            else:
+                async with asyncio.timeout_at(when):
+                    data = await self._content.readany()
+        except TimeoutError:
+            kind = "total" if self._total_at is not None and self._loop.time() >= self._total_at else (
+                "first-token" if self._idle is None or self._next is None else "idle")
+            raise Timeout(f"{self._provider}: upstream {kind} timeout", provider=self._provider) from None
+        except aiohttp.ClientPayloadError as e:
+            raise UpstreamUnavailable(f"{self._provider}: upstream connection broke: {e}",
+                                      provider=self._provider) from None
+        except (aiohttp.ClientConnectionError, ConnectionError) as e:
+            raise UpstreamUnavailable(f"{self._provider}: upstream connection lost: {type(e).__name__}",
+                                      provider=self._provider) from None
+        if self._idle is not None:
+            self._next = self._loop.time() + self._idle
+        else:
+            self._next = None
+        return data
+
+    def mark_first_token(self) -> None:
+        """Switch from the first-token deadline to the idle deadline."""
+        if self._idle is not None:
+            self._next = self._loop.time() + self._idle
+
+
+async def open_stream(session: aiohttp.ClientSession, url: str, *, provider: str, deadline: Deadlines,
+                      json: object = None, data: bytes | None = None, headers: dict | None = None,
+                      params: dict | None = None, method: str = "POST") -> aiohttp.ClientResponse:
+    """Send the request and wait for response headers, mapping failures to typed errors."""
+    body = orjson.dumps(json) if json is not None else data
+    hdrs = {"content-type": "application/json", **(headers or {})}
+    try:
+        async with asyncio.timeout(deadline.first_token):
+            resp = await session.request(method, url, data=body, headers=hdrs, params=params)
+    except TimeoutError:
+        raise Timeout(f"{provider}: no response headers in time", provider=provider) from None
+    except aiohttp.ClientConnectorError as e:
+        raise UpstreamUnavailable(f"{provider}: cannot connect to upstream ({e.os_error.__class__.__name__})",
+                                  provider=provider) from None
+    except (aiohttp.ClientError, OSError) as e:
+        raise UpstreamUnavailable(f"{provider}: upstream request failed: {type(e).__name__}",
+                                  provider=provider) from None
+    try:
+        await raise_for_status(resp, provider)
+    except SluicewayError:
+        resp.release()
+        raise
+    return resp

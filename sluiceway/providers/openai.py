@@ -1,0 +1,124 @@
+"""Any OpenAI-compatible Chat Completions API: OpenAI, DeepSeek, SiliconFlow,
+Volcengine Ark, Groq, OpenRouter, vLLM, Ollama /v1, llama.cpp server, LM Studio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+from pydantic import BaseModel, Field, SecretStr
+
+from ..core import ChatRequest, Deadlines, Event, UpstreamError
+from .base import ModelInfo
+from .http import DeadlineReader, new_session, open_stream
+from .openai_wire import ChunkAdapter, request_body
+from .sse import SSEParser
+
+
+class OpenAISettings(BaseModel):
+    base_url: str = Field("https://api.openai.com/v1", description="API base URL, up to and including /v1")
+    api_key: SecretStr | None = Field(None, description="Sent as a bearer token")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers")
+    query: dict[str, str] = Field(default_factory=dict, description="Extra query parameters")
+    params: dict[str, Any] = Field(default_factory=dict, description="Extra body parameters on every request")
+    models: list[str] = Field(default_factory=list, description="Models to list when the API has no /models")
+    max_tokens_field: str = Field("", description="max_tokens or max_completion_tokens (auto when empty)")
+    stream_options: bool = Field(True, description="Ask for usage with stream_options.include_usage")
+    auth_header: str = Field("authorization", description="Header carrying the key (Azure: api-key)")
+
+
+class OpenAIProvider:
+    kind: ClassVar[str] = "openai"
+    Settings: ClassVar[type[BaseModel]] = OpenAISettings
+
+    def __init__(self, name: str, settings: OpenAISettings) -> None:
+        self.name = name
+        self.settings = settings
+        self._session: aiohttp.ClientSession | None = None
+        self.base_url = settings.base_url.rstrip("/")
+        self._max_tokens_field = settings.max_tokens_field or (
+            "max_completion_tokens" if "api.openai.com" in self.base_url else "max_tokens")
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = new_session()
+        return self._session
+
+    def headers(self) -> dict[str, str]:
+        h = dict(self.settings.headers)
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
+        if key:
+            if self.settings.auth_header.lower() == "authorization":
+                h["authorization"] = f"Bearer {key}"
+            else:
+                h[self.settings.auth_header] = key
+        return h
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path}"
+
+    def body(self, req: ChatRequest) -> dict[str, Any]:
+        body = request_body(req, stream=True, max_tokens_field=self._max_tokens_field,
+                            stream_options=self.settings.stream_options)
+        if self.settings.params:
+            body = {**self.settings.params, **body}
+        return body
+
+    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+        resp = await open_stream(self.session, self.url("chat/completions"), provider=self.name,
+                                 deadline=deadline, json=self.body(req), headers=self.headers(),
+                                 params=self.settings.query or None)
+        adapter = ChunkAdapter(req)
+        parser = SSEParser()
+        reader = DeadlineReader(resp, deadline, self.name)
+        loads = orjson.loads
+        done = False
+        try:
+            while not done:
+                data = await reader.read()
+                frames = parser.feed(data) if data else parser.close()
+                out: list[Event] = []
+                for _event, payload in frames:
+                    if payload.startswith("[DONE]"):
+                        done = True
+                        break
+                    try:
+                        chunk = loads(payload)
+                    except orjson.JSONDecodeError:
+                        raise UpstreamError(f"{self.name}: upstream sent invalid JSON: {payload[:200]!r}") from None
+                    if isinstance(chunk, dict):
+                        adapter.feed(chunk, out)
+                if done or not data:
+                    adapter.end(out, saw_done=done)
+                    done = True
+                if out:
+                    if len(out) > 1 or out[0].type != "start":
+                        reader.mark_first_token()
+                    yield out
+        finally:
+            # Not fully read (client left, error): drop the connection so the
+            # upstream sees the cancel; fully read: return it to the pool.
+            if done:
+                resp.release()
+            else:
+                resp.close()
+
+    async def list_models(self) -> list[ModelInfo]:
+        if self.settings.models:
+            return [ModelInfo(m, owned_by=self.name) for m in self.settings.models]
+        async with self.session.get(self.url("models"), headers=self.headers(),
+                                    params=self.settings.query or None,
+                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            if resp.status >= 400:
+                return []
+            doc = orjson.loads(await resp.read())
+        data = doc.get("data", []) if isinstance(doc, dict) else []
+        return [ModelInfo(str(m.get("id")), owned_by=str(m.get("owned_by") or self.name),
+                          created=int(m.get("created") or 0)) for m in data if isinstance(m, dict)]
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,93 @@
+"""The ASGI application. Only pure ASGI middleware (no BaseHTTPMiddleware:
+it hides client disconnects and costs CPU on every streamed chunk)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..engine.config import Config, load_config
+from ..engine.gateway import Gateway
+from . import openai_routes
+from .state import AppState
+
+log = logging.getLogger("sluiceway.server")
+
+
+class RequestId:
+    """Pure ASGI: pass ``x-request-id`` through (or mint one) onto the response."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        rid = b""
+        for k, v in scope["headers"]:
+            if k == b"x-request-id":
+                rid = v[:128]
+                break
+        if not rid:
+            rid = uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = rid.decode("latin-1")
+
+        async def send_with_id(msg) -> None:
+            if msg["type"] == "http.response.start":
+                msg["headers"] = [*msg.get("headers", []), (b"x-request-id", rid)]
+            await send(msg)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def healthz(request: Request) -> Response:
+    return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    body = {"error": {"message": f"no route for {request.method} {request.url.path}",
+                      "type": "invalid_request_error", "param": None, "code": "not_found"}}
+    return Response(orjson.dumps(body), 404, media_type="application/json")
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    body = {"error": {"message": f"{request.method} is not allowed on {request.url.path}",
+                      "type": "invalid_request_error", "param": None, "code": "method_not_allowed"}}
+    return Response(orjson.dumps(body), 405, media_type="application/json")
+
+
+def create_app(config: Config | None = None, gateway: Gateway | None = None) -> Starlette:
+    cfg = config or load_config()
+    gw = gateway or Gateway(cfg)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await gw.aclose()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/models", openai_routes.list_models),
+        Route("/v1/models/{model:path}", openai_routes.get_model),
+        Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
+    ]
+    middleware = [Middleware(RequestId)]
+    if cfg.server.cors_origins:
+        middleware.append(Middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins,
+                                     allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"]))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                    exception_handlers={404: not_found, 405: method_not_allowed})
+    app.state.sluiceway = AppState(cfg, gw)
+    return app

@@ -1,0 +1,86 @@
+"""OpenAI-compatible endpoints: /v1/chat/completions and /v1/models."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..core import NotFound, SluicewayError, fold
+from ..protocols import openai_chat
+from .requests import check_api_key, read_json
+from .state import AppState
+from .streaming import SSEResponse, until_disconnect
+
+log = logging.getLogger("sluiceway.server")
+JSON = "application/json"
+
+
+def error_response(err: SluicewayError, encode=openai_chat.encode_error) -> Response:
+    status, body = encode(err)
+    headers = {}
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(max(1, round(retry_after)))
+    return Response(body, status, headers=headers, media_type=JSON)
+
+
+def internal_error() -> SluicewayError:
+    return SluicewayError("internal server error; see the server log", code="internal_error")
+
+
+async def chat_completions(request: Request) -> Response | SSEResponse:
+    state: AppState = request.app.state.sluiceway
+    try:
+        check_api_key(request, state.api_keys)
+        body = await read_json(request, state.config.server.max_body_bytes)
+        req = openai_chat.decode_request(body)
+        opened = await until_disconnect(request.receive, state.gateway.router.open(req))
+    except SluicewayError as e:
+        return error_response(e)
+    except Exception:
+        log.exception("chat completion failed before streaming")
+        return error_response(internal_error())
+    if openai_chat.wants_stream(body):
+        return SSEResponse(opened, openai_chat.Encoder(body, req.model), keepalive=state.keepalive)
+    try:
+        completion = await until_disconnect(request.receive, fold(opened.batches()))
+    except SluicewayError as e:
+        return error_response(e)
+    finally:
+        await opened.aclose()
+    if completion.error is not None and not completion.text and not completion.tool_calls:
+        return error_response(completion.error)
+    return Response(openai_chat.encode_completion(completion, req.model), media_type=JSON)
+
+
+def _model_obj(id: str, owned_by: str, created: int, provider: str) -> dict:
+    return {"id": id, "object": "model", "created": created or int(time.time()), "owned_by": owned_by,
+            "provider": provider}
+
+
+async def list_models(request: Request) -> Response:
+    state: AppState = request.app.state.sluiceway
+    try:
+        check_api_key(request, state.api_keys)
+    except SluicewayError as e:
+        return error_response(e)
+    models = await state.gateway.list_models(refresh=request.query_params.get("refresh") == "true")
+    data = [_model_obj(m.id, m.owned_by, m.created, m.provider) for m in models]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON)
+
+
+async def get_model(request: Request) -> Response:
+    state: AppState = request.app.state.sluiceway
+    try:
+        check_api_key(request, state.api_keys)
+        wanted = request.path_params["model"]
+        for m in await state.gateway.list_models():
+            if m.id == wanted:
+                return Response(orjson.dumps(_model_obj(m.id, m.owned_by, m.created, m.provider)), media_type=JSON)
+        raise NotFound(f"The model {wanted!r} does not exist", code="model_not_found", param="model")
+    except SluicewayError as e:
+        return error_response(e)

@@ -1,0 +1,60 @@
+"""Reading client requests safely: bounded bodies, JSON decoding and API-key
+checks, each failing with a typed error the route encodes in its protocol."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from ..core import AuthError, BadRequest, RequestTooLarge
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise RequestTooLarge(f"request body is larger than {limit} bytes")
+        except ValueError:
+            raise BadRequest("invalid Content-Length header") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+
+
+def presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-api-key") or request.headers.get("api-key")
+
+
+def check_api_key(request: Request, keys: list[str]) -> None:
+    if not keys:
+        return
+    key = presented_key(request)
+    if key is None:
+        raise AuthError("missing API key: send Authorization: Bearer <key>", code="missing_api_key")
+    k = key.encode()
+    # compare against every key so timing does not reveal which prefix matched
+    ok = False
+    for candidate in keys:
+        ok |= hmac.compare_digest(k, candidate.encode())
+    if not ok:
+        raise AuthError("invalid API key", code="invalid_api_key")
