@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, Field, SecretStr
 
-from ..core import ChatRequest, Deadlines, Event, UpstreamError
+from ..core import ChatRequest, Deadlines, Event, SluicewayError, UpstreamError
 from .base import ModelInfo
 from .http import DeadlineReader, new_session, open_stream
 from .openai_wire import ChunkAdapter, request_body
@@ -81,23 +81,29 @@ class OpenAIProvider:
                 data = await reader.read()
                 frames = parser.feed(data) if data else parser.close()
                 out: list[Event] = []
-                for _event, payload in frames:
-                    if payload.startswith("[DONE]"):
+                failed: SluicewayError | None = None
+                try:
+                    for _event, payload in frames:
+                        if payload.startswith("[DONE]"):
+                            done = True
+                            break
+                        try:
+                            chunk = loads(payload)
+                        except orjson.JSONDecodeError:
+                            raise UpstreamError(f"{self.name}: upstream sent invalid JSON: {payload[:200]!r}") from None
+                        if isinstance(chunk, dict):
+                            adapter.feed(chunk, out)
+                    if done or not data:
+                        adapter.end(out, saw_done=done)
                         done = True
-                        break
-                    try:
-                        chunk = loads(payload)
-                    except orjson.JSONDecodeError:
-                        raise UpstreamError(f"{self.name}: upstream sent invalid JSON: {payload[:200]!r}") from None
-                    if isinstance(chunk, dict):
-                        adapter.feed(chunk, out)
-                if done or not data:
-                    adapter.end(out, saw_done=done)
-                    done = True
+                except SluicewayError as e:
+                    failed = e  # deliver what came before the error in this read first
                 if out:
                     if len(out) > 1 or out[0].type != "start":
                         reader.mark_first_token()
                     yield out
+                if failed is not None:
+                    raise failed
         finally:
             # Not fully read (client left, error): drop the connection so the
             # upstream sees the cancel; fully read: return it to the pool.

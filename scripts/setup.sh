@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv and install sluiceway with everything the tests need.
+# Idempotent: re-running is quick once the llama.cpp wheel is built and cached.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# llama-cpp-python builds llama.cpp from source the first time (~10 min on 2 cores); pip caches the wheel.
+CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
+  .venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
