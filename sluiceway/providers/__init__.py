@@ -14,6 +14,12 @@ from .base import ModelInfo, Provider
 KINDS: dict[str, str] = {
     "openai": "sluiceway.providers.openai:OpenAIProvider",
     "llamacpp": "sluiceway.providers.llamacpp:LlamaCppProvider",
+    "anthropic": "sluiceway.providers.anthropic:AnthropicProvider",
+    "gemini": "sluiceway.providers.gemini:GeminiProvider",
+    "ollama": "sluiceway.providers.ollama:OllamaProvider",
+    "azure": "sluiceway.providers.azure:AzureOpenAIProvider",
+    "bedrock": "sluiceway.providers.bedrock:BedrockProvider",
+    "transformers": "sluiceway.providers.transformers:TransformersProvider",
 }
 
 
