@@ -48,6 +48,11 @@ class SSEParser:
             if raw[0] == 58:  # ":" comment / keep-alive
                 continue
             line = raw.decode("utf-8", "replace")
+            if raw[0] in b"{[":
+                # A stray JSON line with no SSE framing (some vendors send a bare
+                # error object): surface it as data so the adapter can read it.
+                out.append(("message", line))
+                continue
             field, sep, value = line.partition(":")
             if sep and value.startswith(" "):
                 value = value[1:]
@@ -58,13 +63,8 @@ class SSEParser:
             elif field == "id":
                 if "\0" not in value:
                     self.last_id = value
-            elif field == "retry":
-                if value.isdigit():
-                    self.retry = int(value)
-            elif not sep and line.lstrip().startswith(("{", "[")):
-                # A stray JSON line with no SSE framing (some vendors send a bare
-                # error object): surface it as data so the adapter can read it.
-                out.append(("message", line))
+            elif field == "retry" and value.isdigit():
+                self.retry = int(value)
         return out
 
     def close(self) -> list[tuple[str, str]]:
