@@ -1,0 +1,145 @@
+"""Google Gemini API (``generativelanguage.googleapis.com``), native streaming.
+
+The key goes in the ``x-goog-api-key`` header, never in the URL (``?key=``
+would end up in access logs and in error messages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+from pydantic import BaseModel, Field, SecretStr
+
+from ..core import AuthError, BadRequest, ChatRequest, Deadlines, Event, SluicewayError, UpstreamError
+from .base import ModelInfo
+from .gemini_wire import ChunkAdapter, request_body
+from .http import DeadlineReader, new_session, open_stream
+from .sse import SSEParser
+
+
+class GeminiSettings(BaseModel):
+    base_url: str = Field("https://generativelanguage.googleapis.com", description="API host, without /v1beta")
+    api_version: str = Field("v1beta", description="API version path segment")
+    api_key: SecretStr | None = Field(None, description="Gemini API key, sent in the x-goog-api-key header")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="Extra body fields on every request (e.g. safetySettings)")
+    include_thoughts: bool = Field(False, description="Ask thinking models for thought summaries "
+                                                      "(thinkingConfig.includeThoughts)")
+    models: list[str] = Field(default_factory=list, description="Models to list instead of asking the API")
+
+
+class GeminiProvider:
+    kind: ClassVar[str] = "gemini"
+    Settings: ClassVar[type[BaseModel]] = GeminiSettings
+
+    def __init__(self, name: str, settings: GeminiSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self._session: aiohttp.ClientSession | None = None
+        self.base_url = f"{settings.base_url.rstrip('/')}/{settings.api_version.strip('/')}"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = new_session()
+        return self._session
+
+    def headers(self) -> dict[str, str]:
+        h = dict(self.settings.headers)
+        if self.settings.api_key is not None:
+            h["x-goog-api-key"] = self.settings.api_key.get_secret_value()
+        return h
+
+    def body(self, req: ChatRequest) -> dict[str, Any]:
+        body = request_body(req, include_thoughts=self.settings.include_thoughts)
+        return {**self.settings.params, **body} if self.settings.params else body
+
+    def stream_url(self, model: str) -> str:
+        model = model.removeprefix("models/")
+        return f"{self.base_url}/models/{quote(model, safe='')}:streamGenerateContent?alt=sse"
+
+    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+        try:
+            resp = await open_stream(self.session, self.stream_url(req.model), provider=self.name,
+                                     deadline=deadline, json=self.body(req), headers=self.headers())
+        except BadRequest as e:
+            # Gemini answers a bad key with 400 INVALID_ARGUMENT, not 401
+            if "API key not valid" in e.message or "API_KEY_INVALID" in e.message:
+                raise AuthError(e.message, provider=self.name) from None
+            raise
+        adapter = ChunkAdapter(req, req.model)
+        parser = SSEParser()
+        reader = DeadlineReader(resp, deadline, self.name)
+        loads = orjson.loads
+        done = False
+        try:
+            while not done:
+                data = await reader.read()
+                frames = parser.feed(data) if data else parser.close()
+                out: list[Event] = []
+                failed: SluicewayError | None = None
+                try:
+                    for _event, payload in frames:
+                        try:
+                            chunk = loads(payload)
+                        except orjson.JSONDecodeError:
+                            raise UpstreamError(f"{self.name}: upstream sent invalid JSON: {payload[:200]!r}") from None
+                        if isinstance(chunk, list):  # a JSON-array stream (no alt=sse) or a bare error list
+                            for c in chunk:
+                                if isinstance(c, dict):
+                                    adapter.feed(c, out)
+                        elif isinstance(chunk, dict):
+                            adapter.feed(chunk, out)
+                    if not data:
+                        adapter.end(out)
+                        done = True
+                except SluicewayError as e:
+                    failed = e  # deliver what came before the error in this read first
+                if out:
+                    if len(out) > 1 or out[0].type != "start":
+                        reader.mark_first_token()
+                    yield out
+                if failed is not None:
+                    raise failed
+        finally:
+            if done:
+                resp.release()
+            else:
+                resp.close()  # the client left or it failed: drop the connection so generation stops
+
+    async def list_models(self) -> list[ModelInfo]:
+        if self.settings.models:
+            return [ModelInfo(m, owned_by=self.name) for m in self.settings.models]
+        out: list[ModelInfo] = []
+        page: str | None = None
+        for _ in range(20):  # the API pages at 50 by default; 1000 models is plenty
+            params = {"pageSize": "1000", **({"pageToken": page} if page else {})}
+            async with self.session.get(f"{self.base_url}/models", headers=self.headers(), params=params,
+                                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                if resp.status >= 400:
+                    return out
+                doc = orjson.loads(await resp.read())
+            if not isinstance(doc, dict):
+                break
+            for m in doc.get("models") or ():
+                if not isinstance(m, dict) or not m.get("name"):
+                    continue
+                methods = m.get("supportedGenerationMethods")
+                if isinstance(methods, list) and "generateContent" not in methods:
+                    continue  # embedding and other non-chat models
+                limit = m.get("inputTokenLimit")
+                out.append(ModelInfo(str(m["name"]).removeprefix("models/"), owned_by=self.name,
+                                     context_length=limit if isinstance(limit, int) else None))
+            page = doc.get("nextPageToken")
+            if not page:
+                break
+        return out
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
