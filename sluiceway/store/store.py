@@ -1,0 +1,293 @@
+"""The conversation store: sessions, messages and debug traces.
+
+SQLite (a file, WAL) by default, PostgreSQL through asyncpg. Every write is
+one short transaction; message positions come from an atomic
+``UPDATE sessions SET next_seq = next_seq + 2 … RETURNING`` so concurrent
+turns on one session never collide and a user message and its assistant
+answer sit next to each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from ..core import NotFound
+from . import migrate
+from .models import MessageRow, SessionRow, TraceRow
+
+log = logging.getLogger("sluiceway.store")
+
+DEFAULT_URL = "sqlite+aiosqlite:///./sluiceway.db"
+TITLE_CHARS = 60
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def normalize_url(url: str) -> str:
+    """Accept the usual ``postgres://`` / ``postgresql://`` / ``sqlite:///``
+    spellings (e.g. from DATABASE_URL) and pick the async drivers."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+asyncpg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite://"):
+        url = "sqlite+aiosqlite://" + url[len("sqlite://"):]
+    return url
+
+
+def title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:  # SQLite hands back naive datetimes; they were written as UTC
+        dt = dt.replace(tzinfo=UTC)
+    return dt.isoformat()
+
+
+def session_dict(r: SessionRow) -> dict[str, Any]:
+    return {"id": r.id, "title": r.title, "model": r.model, "system": r.system,
+            "created_at": _iso(r.created_at), "updated_at": _iso(r.updated_at)}
+
+
+def message_text(parts: Iterable[dict[str, Any]]) -> str:
+    return "".join(p.get("text", "") for p in parts if p.get("type") == "text")
+
+
+def message_dict(r: MessageRow) -> dict[str, Any]:
+    return {"id": r.id, "session_id": r.session_id, "seq": r.seq, "role": r.role, "parts": r.parts,
+            "text": message_text(r.parts), "status": r.status, "finish_reason": r.finish_reason,
+            "error": r.error, "usage": r.usage, "ttft_ms": r.ttft_ms, "tokens_per_s": r.tokens_per_s,
+            "model": r.model, "provider": r.provider, "run_id": r.run_id,
+            "created_at": _iso(r.created_at), "updated_at": _iso(r.updated_at)}
+
+
+@dataclass(slots=True)
+class Turn:
+    """What ``begin_turn`` committed: the session, the user message and the
+    assistant message (status ``streaming``) that the run will fill in."""
+
+    session: dict[str, Any]
+    user: dict[str, Any]
+    assistant: dict[str, Any]
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    # ------------------------------------------------------------ lifecycle
+    @classmethod
+    async def open(cls, url: str = DEFAULT_URL, *, migrate_to: str = "head") -> Store:
+        url = normalize_url(url)
+        engine = create_engine(url)
+        try:
+            await migrate.upgrade(engine, migrate_to)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as s, s.begin():
+            yield s
+
+    # ------------------------------------------------------------- sessions
+    async def create_session(self, *, title: str | None = None, model: str | None = None,
+                             system: str | None = None) -> dict[str, Any]:
+        t = now()
+        row = SessionRow(id=new_id(), title=title, model=model, system=system, next_seq=0,
+                         created_at=t, updated_at=t)
+        async with self.tx() as s:
+            s.add(row)
+        return session_dict(row)
+
+    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+        async with self.tx() as s:
+            row = await s.get(SessionRow, session_id)
+            return session_dict(row) if row else None
+
+    async def list_sessions(self, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        async with self.tx() as s:
+            rows = await s.scalars(select(SessionRow).order_by(SessionRow.updated_at.desc(), SessionRow.id)
+                                   .limit(limit).offset(offset))
+            return [session_dict(r) for r in rows]
+
+    async def update_session(self, session_id: str, **fields: Any) -> dict[str, Any] | None:
+        allowed = {k: v for k, v in fields.items() if k in ("title", "model", "system")}
+        async with self.tx() as s:
+            row = await s.get(SessionRow, session_id)
+            if row is None:
+                return None
+            for k, v in allowed.items():
+                setattr(row, k, v)
+            row.updated_at = now()
+        return session_dict(row)
+
+    async def delete_session(self, session_id: str) -> bool:
+        async with self.tx() as s:
+            ids = select(MessageRow.id).where(MessageRow.session_id == session_id)
+            await s.execute(delete(TraceRow).where(TraceRow.message_id.in_(ids)))
+            await s.execute(delete(MessageRow).where(MessageRow.session_id == session_id))
+            res = await s.execute(delete(SessionRow).where(SessionRow.id == session_id))
+            return res.rowcount > 0
+
+    # ------------------------------------------------------------- messages
+    async def begin_turn(self, session_id: str | None, user_text: str, *, model: str | None = None,
+                         provider: str | None = None, system: str | None = None) -> Turn:
+        """Commit the user message and a ``streaming`` assistant placeholder in
+        one transaction, creating the session when ``session_id`` is None."""
+        t = now()
+        async with self.tx() as s:
+            if session_id is None:
+                session_id = new_id()
+                s.add(SessionRow(id=session_id, title=title_from(user_text), model=model, system=system,
+                                 next_seq=0, created_at=t, updated_at=t))
+                await s.flush()
+            res = await s.execute(
+                update(SessionRow).where(SessionRow.id == session_id)
+                .values(next_seq=SessionRow.next_seq + 2, updated_at=t,
+                        title=func.coalesce(SessionRow.title, title_from(user_text)))
+                .returning(SessionRow.next_seq))
+            got = res.first()
+            if got is None:
+                raise NotFound(f"session {session_id!r} does not exist", code="session_not_found",
+                               param="session_id")
+            seq = got[0] - 2
+            user = MessageRow(id=new_id(), session_id=session_id, seq=seq, role="user",
+                              parts=[{"type": "text", "text": user_text}], status="complete",
+                              created_at=t, updated_at=t)
+            asst_id = new_id()
+            asst = MessageRow(id=asst_id, session_id=session_id, seq=seq + 1, role="assistant", parts=[],
+                              status="streaming", model=model, provider=provider, run_id=asst_id,
+                              created_at=t, updated_at=t)
+            s.add_all([user, asst])
+            await s.flush()
+            srow = await s.get(SessionRow, session_id)
+            assert srow is not None
+            return Turn(session_dict(srow), message_dict(user), message_dict(asst))
+
+    async def get_message(self, message_id: str) -> dict[str, Any] | None:
+        async with self.tx() as s:
+            row = await s.get(MessageRow, message_id)
+            return message_dict(row) if row else None
+
+    async def list_messages(self, session_id: str, *, before_seq: int | None = None) -> list[dict[str, Any]]:
+        q = select(MessageRow).where(MessageRow.session_id == session_id)
+        if before_seq is not None:
+            q = q.where(MessageRow.seq < before_seq)
+        async with self.tx() as s:
+            return [message_dict(r) for r in await s.scalars(q.order_by(MessageRow.seq))]
+
+    async def checkpoint(self, message_id: str, parts: list[dict[str, Any]]) -> None:
+        """Persist the partial answer of a message that is still streaming
+        (never overwrites a finished one)."""
+        async with self.tx() as s:
+            await s.execute(update(MessageRow)
+                            .where(MessageRow.id == message_id, MessageRow.status == "streaming")
+                            .values(parts=parts, updated_at=now()))
+
+    async def finish_message(self, message_id: str, *, status: str, parts: list[dict[str, Any]],
+                             finish_reason: str | None = None, error: dict[str, Any] | None = None,
+                             usage: dict[str, Any] | None = None, ttft_ms: float | None = None,
+                             tokens_per_s: float | None = None, model: str | None = None,
+                             provider: str | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "parts": parts, "finish_reason": finish_reason,
+                                  "error": error, "usage": usage, "ttft_ms": ttft_ms,
+                                  "tokens_per_s": tokens_per_s, "updated_at": now()}
+        if model is not None:
+            values["model"] = model
+        if provider is not None:
+            values["provider"] = provider
+        async with self.tx() as s:
+            await s.execute(update(MessageRow).where(MessageRow.id == message_id).values(**values))
+
+    async def streaming_messages(self) -> list[str]:
+        async with self.tx() as s:
+            return list(await s.scalars(select(MessageRow.id).where(MessageRow.status == "streaming")))
+
+    async def interrupt_streaming(self, ids: Iterable[str] | None = None) -> int:
+        """Mark ``streaming`` messages (all, or those in ``ids``) ``interrupted``:
+        their run died with a previous process."""
+        q = update(MessageRow).where(MessageRow.status == "streaming")
+        if ids is not None:
+            ids = list(ids)
+            if not ids:
+                return 0
+            q = q.where(MessageRow.id.in_(ids))
+        async with self.tx() as s:
+            res = await s.execute(q.values(status="interrupted", updated_at=now()))
+            return res.rowcount
+
+    # --------------------------------------------------------------- traces
+    async def save_trace(self, message_id: str, *, kind: str, request: dict[str, Any],
+                         response: list[Any]) -> None:
+        async with self.tx() as s:
+            await s.merge(TraceRow(message_id=message_id, kind=kind, request=request, response=response,
+                                   created_at=now()))
+
+    async def get_trace(self, message_id: str) -> dict[str, Any] | None:
+        async with self.tx() as s:
+            row = await s.get(TraceRow, message_id)
+            if row is None:
+                return None
+            return {"message_id": row.message_id, "kind": row.kind, "request": row.request,
+                    "response": row.response, "created_at": _iso(row.created_at)}
+
+    async def prune_traces(self, older_than: timedelta) -> int:
+        async with self.tx() as s:
+            res = await s.execute(delete(TraceRow).where(TraceRow.created_at < now() - older_than))
+            return res.rowcount
+
+
+def create_engine(url: str) -> AsyncEngine:
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    if u.database and u.database != ":memory:":
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # take over transaction control so that every transaction can be
+        # BEGIN IMMEDIATE: no read→write lock upgrades, so no SQLITE_BUSY
+        # deadlocks between concurrent writers (they queue on busy_timeout)
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
