@@ -1,0 +1,141 @@
+"""Anthropic Messages API (``POST /v1/messages``, streaming), natively: thinking
+signatures, cache usage and refusal stops survive, unlike through an
+OpenAI-compatible shim."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+from pydantic import BaseModel, Field, SecretStr
+
+from ..core import ChatRequest, Deadlines, Event, SluicewayError, UpstreamError
+from .anthropic_wire import THINKING_BUDGETS, EventAdapter, request_body
+from .base import ModelInfo
+from .http import DeadlineReader, new_session, open_stream
+from .sse import SSEParser
+
+
+class AnthropicSettings(BaseModel):
+    base_url: str = Field("https://api.anthropic.com", description="API base URL, without /v1")
+    api_key: SecretStr | None = Field(None, description="Sent as the x-api-key header")
+    auth_token: SecretStr | None = Field(None, description="OAuth token sent as a bearer token instead of an API key")
+    anthropic_version: str = Field("2023-06-01", description="The anthropic-version header")
+    beta: list[str] = Field(default_factory=list, description="Beta features for the anthropic-beta header")
+    max_tokens: int = Field(4096, ge=1, description="max_tokens when the request gives none (the API requires it)")
+    thinking_budgets: dict[str, int] = Field(
+        default_factory=lambda: dict(THINKING_BUDGETS),
+        description="Thinking budget_tokens for each reasoning_effort value")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers")
+    models: list[str] = Field(default_factory=list, description="Models to list instead of asking GET /v1/models")
+
+
+class AnthropicProvider:
+    kind: ClassVar[str] = "anthropic"
+    Settings: ClassVar[type[BaseModel]] = AnthropicSettings
+
+    def __init__(self, name: str, settings: AnthropicSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.base_url = settings.base_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = new_session()
+        return self._session
+
+    def headers(self) -> dict[str, str]:
+        s = self.settings
+        h = {"anthropic-version": s.anthropic_version, **s.headers}
+        if s.api_key is not None:
+            h["x-api-key"] = s.api_key.get_secret_value()
+        elif s.auth_token is not None:
+            h["authorization"] = f"Bearer {s.auth_token.get_secret_value()}"
+        if s.beta:
+            h["anthropic-beta"] = ",".join(s.beta)
+        return h
+
+    def body(self, req: ChatRequest) -> dict[str, Any]:
+        return request_body(req, default_max_tokens=self.settings.max_tokens,
+                            thinking_budgets=self.settings.thinking_budgets)
+
+    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+        body = self.body(req)
+        resp = await open_stream(self.session, f"{self.base_url}/v1/messages", provider=self.name,
+                                 deadline=deadline, json=body,
+                                 headers={**self.headers(), "accept": "text/event-stream"})
+        adapter = EventAdapter(req)
+        parser = SSEParser()
+        reader = DeadlineReader(resp, deadline, self.name)
+        loads = orjson.loads
+        finished = False
+        try:
+            while not finished:
+                data = await reader.read()
+                frames = parser.feed(data) if data else parser.close()
+                out: list[Event] = []
+                failed: SluicewayError | None = None
+                try:
+                    for _event, payload in frames:
+                        try:
+                            ev = loads(payload)
+                        except orjson.JSONDecodeError:
+                            raise UpstreamError(f"{self.name}: upstream sent invalid JSON: {payload[:200]!r}") from None
+                        if isinstance(ev, dict):
+                            adapter.feed(ev, out)
+                    if not data:
+                        adapter.end(out)
+                    finished = adapter.done
+                except SluicewayError as e:
+                    failed = e  # deliver what came before the error in this read first
+                if out:
+                    if len(out) > 1 or out[0].type != "start":
+                        reader.mark_first_token()
+                    yield out
+                if failed is not None:
+                    raise failed
+        finally:
+            # message_stop is the end: the rest of the body is just the close
+            if finished:
+                resp.release()
+            else:
+                resp.close()
+
+    async def list_models(self) -> list[ModelInfo]:
+        if self.settings.models:
+            return [ModelInfo(m, owned_by=self.name) for m in self.settings.models]
+        out: list[ModelInfo] = []
+        params: dict[str, str] = {"limit": "1000"}
+        for _page in range(20):
+            async with self.session.get(f"{self.base_url}/v1/models", headers=self.headers(), params=params,
+                                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                if resp.status >= 400:
+                    return out
+                doc = orjson.loads(await resp.read())
+            if not isinstance(doc, dict):
+                break
+            for m in doc.get("data") or ():
+                if isinstance(m, dict) and m.get("id"):
+                    out.append(ModelInfo(str(m["id"]), owned_by="anthropic", created=_created(m)))
+            if not doc.get("has_more") or not doc.get("last_id"):
+                break
+            params = {"limit": "1000", "after_id": str(doc["last_id"])}
+        return out
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _created(m: dict[str, Any]) -> int:
+    if isinstance(m.get("created"), int):
+        return m["created"]
+    try:
+        return int(datetime.fromisoformat(str(m.get("created_at")).replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
