@@ -1,0 +1,141 @@
+"""The load client: an aiohttp streaming client that counts SSE frames
+without parsing them (so that it stays cheap next to the upstream on its
+core) and records the moments that matter: first content, close, end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+FIRST_CONTENT = re.compile(rb'"content":"[^"]')
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(slots=True)
+class Result:
+    ok: bool = False
+    error: str = ""
+    ttft: float | None = None  # seconds from sending the request to the first content byte
+    frames: int = 0  # data: lines seen, [DONE] included
+    closed_at: float | None = None  # time.monotonic() when an abandoned stream was closed
+
+
+def session(limit: int = 0) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+        auto_decompress=False,
+    )
+
+
+def body(model: str) -> bytes:
+    return orjson.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
+                         "messages": [{"role": "user", "content": "Say something long."}]})
+
+
+async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: int = 0,
+                 abandon_after: int | None = None) -> Result:
+    """One streamed chat completion. Succeeds when it ends in [DONE] after at
+    least ``min_frames`` data frames; with ``abandon_after`` the client
+    closes the connection after that many frames instead."""
+    r = Result()
+    t0 = time.perf_counter()
+    try:
+        async with s.post(url, data=body(model), headers={"content-type": "application/json"}) as resp:
+            if resp.status != 200:
+                r.error = f"HTTP {resp.status}: {(await resp.read())[:200]!r}"
+                return r
+            content = resp.content
+            carry = b""
+            done = False
+            while True:
+                data = await content.readany()
+                if not data:
+                    break
+                if r.ttft is None and FIRST_CONTENT.search(data):
+                    r.ttft = time.perf_counter() - t0
+                buf = carry + data
+                r.frames += buf.count(b"data:")
+                carry = buf[-5:]
+                if b"[DONE]" in buf:
+                    done = True
+                if abandon_after is not None and r.frames >= abandon_after:
+                    r.closed_at = time.monotonic()
+                    resp.close()  # drop the connection, as a client that goes away does
+                    r.ok = True
+                    return r
+            if not done:
+                r.error = f"stream ended without [DONE] after {r.frames} frames"
+            elif r.frames < min_frames:
+                r.error = f"only {r.frames} frames, expected at least {min_frames}"
+            else:
+                r.ok = True
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        r.error = f"{type(e).__name__}: {e}"
+    return r
+
+
+async def full_text(s: aiohttp.ClientSession, url: str, model: str) -> tuple[str, dict | None, bool]:
+    """Parse a whole stream properly: the concatenated text, the usage, and
+    whether it ended in [DONE]. Used once per side as a sanity check."""
+    async with s.post(url, data=body(model), headers={"content-type": "application/json"}) as resp:
+        raw = await resp.read()
+    text, usage, done = [], None, False
+    for line in raw.split(b"\n"):
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            done = True
+            continue
+        doc = orjson.loads(payload)
+        usage = doc.get("usage") or usage
+        for ch in doc.get("choices") or ():
+            text.append((ch.get("delta") or {}).get("content") or "")
+    return "".join(text), usage, done
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15)
+
+
+def rss_mb(pid: int, key: str = "VmRSS") -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RSSSampler:
+    """Peak resident memory of some processes, sampled every 50 ms."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self.peak = dict.fromkeys(pids, 0.0)
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        while True:
+            for pid in self.pids:
+                self.peak[pid] = max(self.peak[pid], rss_mb(pid))
+            await asyncio.sleep(0.05)
+
+    def __enter__(self) -> RSSSampler:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pid in self.pids:
+            self.peak[pid] = max(self.peak[pid], rss_mb(pid))
+        if self._task is not None:
+            self._task.cancel()

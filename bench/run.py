@@ -1,0 +1,430 @@
+"""The benchmark suite: sluiceway against a direct connection to the same
+fake upstream, for the performance bar of issue 2.
+
+    python -m bench.run            # the full run (a few minutes)
+    python -m bench.run --quick    # a small version, under a minute
+
+The fake upstream and this process (the load client) share one core; the
+gateway (``sluiceway serve``, one uvicorn worker, embedded model off) gets
+the other. Every figure is taken twice, straight to the upstream and through
+the gateway, and printed side by side with their ratio, so that a noisy
+machine shows up in both columns instead of lying. Results also go to
+``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from . import load
+from .fake_upstream import run_fast
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+@dataclass
+class Sizes:
+    ttft_requests: int  # sequential requests per side
+    cpu_streams: int  # paced CPU workload: streams × chunks at cpu_interval ms
+    cpu_chunks: int
+    cpu_interval: int
+    tput_streams: int
+    tput_chunks: int  # chunks per stream, as fast as possible
+    tput_seconds: float
+    slow_streams: int
+    slow_chunks: int  # one every slow_interval ms
+    slow_interval: int
+    abandoned: int
+    chunk_chars: int = 16
+
+
+FULL = Sizes(ttft_requests=1000, cpu_streams=50, cpu_chunks=600, cpu_interval=5, tput_streams=50,
+             tput_chunks=500, tput_seconds=10.0, slow_streams=1000, slow_chunks=100, slow_interval=100,
+             abandoned=50)
+QUICK = Sizes(ttft_requests=150, cpu_streams=20, cpu_chunks=300, cpu_interval=5, tput_streams=50,
+              tput_chunks=200, tput_seconds=3.0, slow_streams=300, slow_chunks=30, slow_interval=100,
+              abandoned=20)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+def get_json(url: str, method: str = "GET") -> dict:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return orjson.loads(r.read())
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout} s")
+
+
+def pinned(core: int | None):
+    if core is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, profile: float = 0.0) -> None:
+        self.z = sizes
+        self.profile = profile
+        cores = sorted(os.sched_getaffinity(0))
+        self.client_core = cores[0] if len(cores) >= 2 else None
+        self.gateway_core = cores[1] if len(cores) >= 2 else None
+        self.up_port, self.gw_port = free_port(), free_port()
+        self.up_url = f"http://127.0.0.1:{self.up_port}"
+        self.direct = f"{self.up_url}/v1/chat/completions"
+        self.gateway = f"http://127.0.0.1:{self.gw_port}/v1/chat/completions"
+        self.tmp = Path(tempfile.mkdtemp(prefix="sluiceway-bench-"))
+        self.procs: list[subprocess.Popen] = []
+        self.results: dict = {"sizes": sizes.__dict__, "cores": {"client+upstream": self.client_core,
+                                                                 "gateway": self.gateway_core}}
+
+    # -- processes ----------------------------------------------------------
+    def start(self) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+        if self.client_core is not None:
+            os.sched_setaffinity(0, {self.client_core})
+        self.up = subprocess.Popen([sys.executable, "-m", "bench.fake_upstream", "--port", str(self.up_port)],
+                                   cwd=HERE.parent, preexec_fn=pinned(self.client_core),
+                                   stdout=subprocess.DEVNULL)
+        self.procs.append(self.up)
+        wait_http(f"{self.up_url}/stats", self.up)
+        cfg = self.tmp / "sluiceway.yaml"
+        cfg.write_text("embedded: false\n")
+        exe = Path(sys.executable).with_name("sluiceway")
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sluiceway.cli"]
+        self.gw_cmd = [*cmd, "serve", "--config", str(cfg), "--port", str(self.gw_port),
+                       "--provider", f"up=openai,base_url={self.up_url}/v1", "--log-level", "warning"]
+        self.gw_log = self.tmp / "gateway.log"
+        self.gw = subprocess.Popen(self.gw_cmd, cwd=self.tmp, preexec_fn=pinned(self.gateway_core),
+                                   stdout=self.gw_log.open("wb"), stderr=subprocess.STDOUT)
+        self.procs.append(self.gw)
+        wait_http(f"http://127.0.0.1:{self.gw_port}/v1/models", self.gw)
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        log = self.gw_log.read_text(errors="replace") if hasattr(self, "gw_log") and self.gw_log.exists() else ""
+        self.results["gateway_log_errors"] = [ln for ln in log.splitlines()
+                                              if "ERROR" in ln or "Traceback" in ln][:20]
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def model(self, side: str, n: int, interval: int = 0, sid: str = "") -> str:
+        m = f"bench-n{n}-s{self.z.chunk_chars}-i{interval}" + (f"-id{sid}" if sid else "")
+        return m if side == "direct" else f"up/{m}"
+
+    def url(self, side: str) -> str:
+        return self.direct if side == "direct" else self.gateway
+
+    async def upstream_leftover(self) -> int:
+        """Streams the upstream is still serving once the clients are done."""
+        for _ in range(40):
+            st = await asyncio.to_thread(get_json, f"{self.up_url}/stats")
+            if st["active_streams"] == 0:
+                return 0
+            await asyncio.sleep(0.05)
+        return st["active_streams"]
+
+    # -- scenarios ------------------------------------------------------------
+    async def check(self, s) -> None:
+        """Both sides must deliver the same text and usage before we time them."""
+        out = {}
+        for side in ("direct", "gateway"):
+            text, usage, done = await load.full_text(s, self.url(side), self.model(side, 20))
+            out[side] = (text, (usage or {}).get("completion_tokens"), done)
+        if out["direct"] != out["gateway"] or not out["direct"][2]:
+            raise SystemExit(f"sanity check failed: direct {out['direct']!r} vs gateway {out['gateway']!r}")
+
+    async def ttft(self, s) -> None:
+        times: dict[str, list[float]] = {"direct": [], "gateway": []}
+        errors = dict.fromkeys(times, 0)
+        for i in range(self.z.ttft_requests + 20):
+            for side in ("direct", "gateway"):  # interleaved, so drift hits both sides alike
+                r = await load.stream(s, self.url(side), self.model(side, 5), min_frames=5)
+                if not r.ok or r.ttft is None:
+                    errors[side] += 1
+                elif i >= 20:  # warm-up
+                    times[side].append(r.ttft * 1000)
+        res = {side: {"p50": pct(v, 50), "p99": pct(v, 99), "mean": statistics.fmean(v) if v else None,
+                      "errors": errors[side]} for side, v in times.items()}
+        res["added_p50"] = res["gateway"]["p50"] - res["direct"]["p50"]
+        res["added_p99"] = res["gateway"]["p99"] - res["direct"]["p99"]
+        self.results["ttft_ms"] = res
+
+    async def many(self, s, side: str, streams: int, n: int, interval: int, seconds: float = 0.0,
+                   min_frames: int | None = None) -> dict:
+        """``streams`` concurrent workers; each streams once, or keeps streaming
+        for ``seconds``. Returns chunks relayed (upstream content chunks of
+        completed streams), errors and timings."""
+        ok = errors = 0
+        samples: list[str] = []
+        start = time.perf_counter()
+        stop_at = start + seconds
+
+        async def worker() -> None:
+            nonlocal ok, errors
+            while True:
+                r = await load.stream(s, self.url(side), self.model(side, n, interval),
+                                      min_frames=n if min_frames is None else min_frames)
+                if r.ok:
+                    ok += 1
+                else:
+                    errors += 1
+                    if len(samples) < 5:
+                        samples.append(r.error)
+                if time.perf_counter() >= stop_at:
+                    return
+
+        await asyncio.gather(*(worker() for _ in range(streams)))
+        wall = time.perf_counter() - start
+        return {"streams_ok": ok, "errors": errors, "chunks": ok * n, "seconds": wall,
+                "chunks_per_s": ok * n / wall, "error_samples": samples}
+
+    async def cpu(self, s) -> None:
+        """CPU per 1000 chunks on a paced workload (one chunk per upstream
+        read, as real token streams arrive)."""
+        z = self.z
+        res = {}
+        for side in ("direct", "gateway"):
+            c0, g0, u0 = time.process_time(), load.cpu_seconds(self.gw.pid), load.cpu_seconds(self.up.pid)
+            run = await self.many(s, side, z.cpu_streams, z.cpu_chunks, z.cpu_interval)
+            c1, g1, u1 = time.process_time(), load.cpu_seconds(self.gw.pid), load.cpu_seconds(self.up.pid)
+            k = max(run["chunks"], 1) / 1000
+            res[side] = {**run, "client_cpu_per_1k": (c1 - c0) / k, "gateway_cpu_per_1k": (g1 - g0) / k,
+                         "upstream_cpu_per_1k": (u1 - u0) / k}
+        res["leftover_upstream_streams"] = await self.upstream_leftover()
+        self.results["cpu_paced"] = res
+
+    async def throughput(self, s) -> None:
+        z = self.z
+        res = {}
+        for side in ("direct", "gateway"):
+            c0, g0 = time.process_time(), load.cpu_seconds(self.gw.pid)
+            prof = self.start_profile() if side == "gateway" and self.profile else None
+            run = await self.many(s, side, z.tput_streams, z.tput_chunks, 0, seconds=z.tput_seconds)
+            c1, g1 = time.process_time(), load.cpu_seconds(self.gw.pid)
+            k = max(run["chunks"], 1) / 1000
+            res[side] = {**run, "client_cpu_per_1k": (c1 - c0) / k, "gateway_cpu_per_1k": (g1 - g0) / k}
+            if prof is not None:
+                self.finish_profile(prof)
+        res["leftover_upstream_streams"] = await self.upstream_leftover()
+        self.results["throughput"] = res
+
+    async def slow(self, s) -> None:
+        z = self.z
+        res = {}
+        for side in ("direct", "gateway"):
+            base = load.rss_mb(self.gw.pid)
+            with load.RSSSampler(self.gw.pid, os.getpid()) as rss:
+                run = await self.many(s, side, z.slow_streams, z.slow_chunks, z.slow_interval)
+            res[side] = {**run, "gateway_rss_before_mb": base, "gateway_peak_rss_mb": rss.peak[self.gw.pid],
+                         "client_peak_rss_mb": rss.peak[os.getpid()]}
+        res["gateway_vmhwm_mb"] = load.rss_mb(self.gw.pid, "VmHWM")
+        res["leftover_upstream_streams"] = await self.upstream_leftover()
+        self.results["slow"] = res
+
+    async def abandoned(self, s) -> None:
+        res = {}
+        for side in ("direct", "gateway"):
+            await asyncio.to_thread(get_json, f"{self.up_url}/reset", "POST")
+            ids = [f"{side[0]}{i}" for i in range(self.z.abandoned)]
+            runs = await asyncio.gather(*(load.stream(s, self.url(side), self.model(side, 100000, 20, sid),
+                                                      abandon_after=3) for sid in ids))
+            await asyncio.sleep(1.0)
+            st = (await asyncio.to_thread(get_json, f"{self.up_url}/stats"))["streams"]
+            delays, missing, errors = [], 0, []
+            for sid, r in zip(ids, runs, strict=True):
+                rec = st.get(sid)
+                if not r.ok or r.closed_at is None:
+                    errors.append(r.error)
+                elif rec is None or rec["closed_at"] is None:
+                    missing += 1
+                else:
+                    delays.append((rec["closed_at"] - r.closed_at) * 1000)
+            res[side] = {"p50_ms": pct(delays, 50), "max_ms": max(delays) if delays else float("nan"),
+                         "not_cancelled_after_1s": missing, "errors": len(errors), "error_samples": errors[:3]}
+        res["leftover_upstream_streams"] = await self.upstream_leftover()
+        self.results["abandoned"] = res
+
+    # -- profiling (optional: needs py-spy) -----------------------------------
+    def start_profile(self) -> subprocess.Popen | None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            print("(py-spy not found; skipping the profile)", file=sys.stderr)
+            return None
+        RESULTS.mkdir(exist_ok=True)
+        return subprocess.Popen([spy, "record", "--pid", str(self.gw.pid), "--duration", str(int(self.profile)),
+                                 "--rate", "500", "--format", "raw", "--nonblocking",
+                                 "--output", str(RESULTS / "gateway-profile.txt")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=pinned(self.client_core))
+
+    def finish_profile(self, prof: subprocess.Popen) -> None:
+        try:
+            prof.wait(self.profile + 30)
+        except subprocess.TimeoutExpired:
+            prof.kill()
+
+    async def run(self) -> None:
+        async with load.session() as s:
+            await self.check(s)
+            steps = [("time to first token", self.ttft), ("CPU per 1000 chunks", self.cpu),
+                     ("throughput at 50 streams", self.throughput), ("slow streams", self.slow),
+                     ("abandoned streams", self.abandoned)]
+            for name, step in steps:
+                t = time.perf_counter()
+                print(f"… {name}", file=sys.stderr, flush=True)
+                await step(s)
+                print(f"  done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+
+
+# -- report ---------------------------------------------------------------------
+
+def fmt(x: float | int | None, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if x != x:
+        return "nan"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def ratio(d: float | None, g: float | None) -> str:
+    if not d or not g or d != d or g != g:
+        return "-"
+    return f"{g / d:.2f}x"
+
+
+def table(r: dict) -> tuple[str, bool]:
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    all_ok = True
+
+    def row(metric: str, d, g, target: str, ok: bool | None, digits: int = 2, show_ratio: bool = True) -> None:
+        nonlocal all_ok
+        if ok is False:
+            all_ok = False
+        rows.append((metric, fmt(d, digits), fmt(g, digits), ratio(d, g) if show_ratio else "-", target,
+                     "" if ok is None else ("PASS" if ok else "FAIL")))
+
+    t = r["ttft_ms"]
+    row("TTFT p50, 1 stream (ms)", t["direct"]["p50"], t["gateway"]["p50"], "", None, 3)
+    row("TTFT p99, 1 stream (ms)", t["direct"]["p99"], t["gateway"]["p99"], "", None, 3)
+    row("  added TTFT p50 (ms)", None, t["added_p50"], "<= 1 ms", t["added_p50"] <= 1.0, 3, False)
+    row("  added TTFT p99 (ms)", None, t["added_p99"], "", None, 3, False)
+    c = r["cpu_paced"]
+    row("CPU-s / 1000 chunks, paced (d: client)", c["direct"]["client_cpu_per_1k"],
+        c["gateway"]["gateway_cpu_per_1k"], "<= 0.03", c["gateway"]["gateway_cpu_per_1k"] <= 0.03, 4)
+    tp = r["throughput"]
+    row("CPU-s / 1000 chunks, flat out (d: client)", tp["direct"]["client_cpu_per_1k"],
+        tp["gateway"]["gateway_cpu_per_1k"], "", None, 4)
+    row("chunks/s at 50 streams", tp["direct"]["chunks_per_s"], tp["gateway"]["chunks_per_s"], ">= 25,000",
+        tp["gateway"]["chunks_per_s"] >= 25000, 0)
+    row("  errors", tp["direct"]["errors"], tp["gateway"]["errors"], "0", tp["gateway"]["errors"] == 0, 0, False)
+    s = r["slow"]
+    n = r["sizes"]["slow_streams"]
+    row(f"{n} slow streams: errors", s["direct"]["errors"], s["gateway"]["errors"], "0",
+        s["gateway"]["errors"] == 0, 0, False)
+    row(f"{n} slow streams: peak RSS MB (d: client)", s["direct"]["client_peak_rss_mb"],
+        s["gateway"]["gateway_peak_rss_mb"], "< 300", s["gateway"]["gateway_peak_rss_mb"] < 300, 1)
+    a = r["abandoned"]
+    m = r["sizes"]["abandoned"]
+    row(f"{m} abandoned: upstream close p50 (ms)", a["direct"]["p50_ms"], a["gateway"]["p50_ms"], "", None, 2)
+    row(f"{m} abandoned: upstream close max (ms)", a["direct"]["max_ms"], a["gateway"]["max_ms"], "<= 100",
+        a["gateway"]["max_ms"] <= 100 and a["gateway"]["not_cancelled_after_1s"] == 0, 2)
+    row(f"{m} abandoned: still open after 1 s", a["direct"]["not_cancelled_after_1s"],
+        a["gateway"]["not_cancelled_after_1s"], "0", a["gateway"]["not_cancelled_after_1s"] == 0, 0, False)
+    left = sum(r[k]["leftover_upstream_streams"] for k in ("cpu_paced", "throughput", "slow", "abandoned"))
+    row("upstream streams leaked", None, left, "0", left == 0, 0, False)
+
+    head = ("metric", "direct", "gateway", "ratio", "target", "")
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(6)]
+    line = lambda cells: " | ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                    for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+    out = [line(head), "-+-".join("-" * w for w in widths)] + [line(x) for x in rows]
+    return "\n".join(out), all_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="sluiceway vs a direct connection to a fake upstream")
+    ap.add_argument("--quick", action="store_true", help="a small version, under a minute")
+    ap.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                    help="record a py-spy profile of the gateway during the throughput run "
+                         "(raw folded stacks in bench/results/gateway-profile.txt)")
+    ap.add_argument("--json", default=str(RESULTS / "latest.json"), help="where to write the results")
+    args = ap.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.profile:
+        sizes.tput_seconds = max(sizes.tput_seconds, args.profile + 1)
+    bench = Bench(sizes, args.profile)
+    t0 = time.perf_counter()
+    try:
+        bench.start()
+        run_fast(bench.run())
+    finally:
+        bench.stop()
+    r = bench.results
+    r["wall_seconds"] = time.perf_counter() - t0
+    r["command"] = " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])])
+    text, ok = table(r)
+    r["passed"] = ok
+    print(f"sluiceway benchmark ({'quick' if args.quick else 'full'}; client+upstream on core "
+          f"{bench.client_core}, gateway on core {bench.gateway_core}; {r['wall_seconds']:.0f} s)")
+    print(text)
+    if r["gateway_log_errors"]:
+        print("\ngateway log errors:\n  " + "\n  ".join(r["gateway_log_errors"]))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    print(f"\nresults: {out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
