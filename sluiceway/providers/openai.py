@@ -60,6 +60,10 @@ class OpenAIProvider:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path}"
 
+    def chat_url(self, req: ChatRequest) -> str:
+        """Where a chat request goes; Azure puts the deployment in the path."""
+        return self.url("chat/completions")
+
     def body(self, req: ChatRequest) -> dict[str, Any]:
         body = request_body(req, stream=True, max_tokens_field=self._max_tokens_field,
                             stream_options=self.settings.stream_options)
@@ -68,7 +72,7 @@ class OpenAIProvider:
         return body
 
     async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
-        resp = await open_stream(self.session, self.url("chat/completions"), provider=self.name,
+        resp = await open_stream(self.session, self.chat_url(req), provider=self.name,
                                  deadline=deadline, json=self.body(req), headers=self.headers(),
                                  params=self.settings.query or None)
         adapter = ChunkAdapter(req)
