@@ -75,6 +75,9 @@ class FakeUpstream:
         self.scripts: dict[str, Script] = {}
         self.records: list[Record] = []
         self.default_models: list[str] = []
+        # exact request paths served by a script before any other matching
+        # (vendor-shaped model lists such as Gemini's GET /v1beta/models)
+        self.routes: dict[str, Script] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
@@ -117,6 +120,8 @@ class FakeUpstream:
         loop.run_forever()
 
     def _find(self, path: str, body: Any) -> tuple[str, Script] | None:
+        if path in self.routes:
+            return path, self.routes[path]
         model = body.get("model") if isinstance(body, dict) else None
         if isinstance(model, str) and model in self.scripts:
             return model, self.scripts[model]
@@ -135,7 +140,8 @@ class FakeUpstream:
             body = {"_": body}
         rec = Record(request.path_qs, dict(request.headers), body, raw, time.monotonic())
         self.records.append(rec)
-        if request.method == "GET" and request.path.rstrip("/").endswith("/models"):
+        if request.method == "GET" and request.path.rstrip("/").endswith("/models") \
+                and request.path not in self.routes:
             data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"}
                     for m in self.default_models or sorted(self.scripts)]
             rec.completed = True

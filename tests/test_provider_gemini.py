@@ -1,0 +1,338 @@
+"""Gemini native adapter: byte-accurate Gemini SSE (CRLF framing) from the fake
+upstream, read through sluiceway's /v1/chat/completions with the openai SDK,
+plus pure tests of the chunk state machine and the request conversion."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import openai
+import pytest
+
+from sluiceway.core import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    TextPart,
+    Tool,
+    ToolCallPart,
+    UpstreamError,
+)
+from sluiceway.providers.gemini import GeminiProvider, GeminiSettings
+from sluiceway.providers.gemini_wire import SIG_SEP, ChunkAdapter, request_body, split_call_id
+from sluiceway.server.app import create_app
+
+from .conftest import ServerThread, make_config
+from .upstream import DROP, HANG, Script
+
+KEY = "AIza-gemini-secret-do-not-leak"
+SIG = "CiQBjz1rX3Nlq1Y2hhbmdlZA=="
+
+
+def frame(obj: dict) -> bytes:
+    """One Gemini SSE event, exactly as Google sends it: CRLF line ends."""
+    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\r\n\r\n"
+
+
+def chunk(parts: list[dict] | None = None, finish: str | None = None, usage: dict | None = None,
+          rid: str = "resp-1") -> dict:
+    c: dict = {"responseId": rid, "modelVersion": "gemini-2.5-flash"}
+    if parts is not None or finish:
+        cand: dict = {"content": {"role": "model", "parts": parts or []}, "index": 0}
+        if finish:
+            cand["finishReason"] = finish
+        c["candidates"] = [cand]
+    if usage is not None:
+        c["usageMetadata"] = usage
+    return c
+
+
+def usage(prompt: int, cand: int = 0, thoughts: int = 0, cached: int = 0) -> dict:
+    u = {"promptTokenCount": prompt, "totalTokenCount": prompt + cand + thoughts}
+    if cand:
+        u["candidatesTokenCount"] = cand
+    if thoughts:
+        u["thoughtsTokenCount"] = thoughts
+    if cached:
+        u["cachedContentTokenCount"] = cached
+    return u
+
+
+@pytest.fixture(scope="module")
+def gem_server(upstream):
+    cfg = make_config(upstream, providers={"gem": {"kind": "gemini", "base_url": upstream.url, "api_key": KEY}})
+    srv = ServerThread(create_app(cfg)).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client(gem_server):
+    c = openai.OpenAI(base_url=f"{gem_server.url}/v1", api_key="x", max_retries=0, timeout=20)
+    yield c
+    c.close()
+
+
+def user(text: str = "hi") -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+# ------------------------------------------------------------- over HTTP
+
+def test_crlf_text_stream_split_mid_frame_and_mid_utf8(upstream, client):
+    body = (frame(chunk([{"text": "Hola, "}], usage=usage(12)))
+            + frame(chunk([{"text": "日本語 🙂"}], usage=usage(12, 4)))
+            + frame(chunk([{"text": "!"}], "STOP", usage(12, 7, thoughts=3, cached=5))))
+    cut1 = body.index(b"\r\n\r\n") + 1  # between CR and LF
+    cut2 = body.index("本".encode()) + 1  # inside a 3-byte character
+    upstream.add("gem-crlf", [body[:cut1], 0.02, body[cut1:cut2], 0.02, body[cut2:]],
+                 headers={"content-type": "text/event-stream"})
+    chunks = list(client.chat.completions.create(
+        model="gem/gem-crlf", messages=[{"role": "system", "content": "Be brief."}, *user("hi")],
+        stream=True, stream_options={"include_usage": True}, temperature=0.2, top_p=0.9, max_tokens=50,
+        stop=["END"], seed=7))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hola, 日本語 🙂!"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    u = chunks[-1].usage
+    assert (u.prompt_tokens, u.completion_tokens) == (12, 10)  # output = candidates + thoughts
+    assert u.completion_tokens_details.reasoning_tokens == 3
+    assert u.prompt_tokens_details.cached_tokens == 5
+
+    rec = upstream.last("gem-crlf")
+    assert rec.path == "/v1beta/models/gem-crlf:streamGenerateContent?alt=sse"
+    assert rec.headers["x-goog-api-key"] == KEY
+    assert KEY not in rec.path and "key=" not in rec.path
+    assert rec.body["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert rec.body["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
+    assert rec.body["generationConfig"] == {"temperature": 0.2, "topP": 0.9, "maxOutputTokens": 50,
+                                            "stopSequences": ["END"], "seed": 7}
+
+
+def test_thoughts_then_function_call_keeps_signature_and_echoes_it(upstream, client):
+    upstream.add("gem-tool", [
+        frame(chunk([{"text": "Checking the ", "thought": True}], usage=usage(29))),
+        frame(chunk([{"text": "forecast", "thought": True}], usage=usage(29))),
+        frame(chunk([{"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": SIG}],
+                    usage=usage(29))),
+        frame(chunk([{"text": ""}], "STOP", usage(29, 15, thoughts=80))),
+    ])
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                                                "parameters": {"type": "object",
+                                                               "properties": {"city": {"type": "string"}}}}}]
+    full = client.chat.completions.create(model="gem/gem-tool", messages=user("weather?"), tools=tools,
+                                          tool_choice="required")
+    msg = full.choices[0].message
+    assert full.choices[0].finish_reason == "tool_calls"  # Gemini says STOP; the functionCall decides
+    assert msg.model_extra["reasoning_content"] == "Checking the forecast"
+    [call] = msg.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Oslo"}
+    assert split_call_id(call.id)[1] == SIG
+    assert (full.usage.prompt_tokens, full.usage.completion_tokens) == (29, 95)
+    sent = upstream.last("gem-tool").body
+    assert sent["tools"] == [{"functionDeclarations": [{
+        "name": "get_weather", "description": "Weather",
+        "parametersJsonSchema": {"type": "object", "properties": {"city": {"type": "string"}}}}]}]
+    assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+
+    # next turn: the call comes back with its id, the result as a functionResponse
+    upstream.add("gem-tool2", [frame(chunk([{"text": "Sunny in Oslo."}], "STOP", usage(40, 4)))])
+    history = [*user("weather?"),
+               {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
+               {"role": "tool", "tool_call_id": call.id, "content": '{"temp": 21}'}]
+    out = client.chat.completions.create(model="gem/gem-tool2", messages=history, tools=tools)
+    assert out.choices[0].message.content == "Sunny in Oslo."
+    contents = upstream.last("gem-tool2").body["contents"]
+    assert contents[1] == {"role": "model", "parts": [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": SIG}]}
+    assert contents[2] == {"role": "user", "parts": [
+        {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}}]}
+
+
+def test_parallel_function_calls_stream_with_dense_indexes(upstream, client):
+    upstream.add("gem-par", [frame(chunk([
+        {"functionCall": {"name": "get_weather", "args": {"city": "A"}}, "thoughtSignature": SIG},
+        {"functionCall": {"name": "get_weather", "args": {"city": "B"}}}], "STOP", usage(10, 8)))])
+    chunks = list(client.chat.completions.create(model="gem/gem-par", messages=user(), stream=True))
+    calls: dict[int, dict] = {}
+    for c in chunks:
+        for tc in (c.choices[0].delta.tool_calls or ()) if c.choices else ():
+            slot = calls.setdefault(tc.index, {"id": None, "args": ""})
+            slot["id"] = tc.id or slot["id"]
+            slot["args"] += tc.function.arguments or ""
+    assert {i: json.loads(c["args"]) for i, c in calls.items()} == {0: {"city": "A"}, 1: {"city": "B"}}
+    assert calls[0]["id"] != calls[1]["id"]
+    assert SIG_SEP in calls[0]["id"] and SIG_SEP not in calls[1]["id"]  # only the first call is signed
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("reason", ["SAFETY", "RECITATION", "PROHIBITED_CONTENT", "SPII", "BLOCKLIST"])
+def test_safety_family_finishes_as_content_filter(upstream, client, reason):
+    name = f"gem-safety-{reason.lower()}"
+    upstream.add(name, [frame(chunk([{"text": "I can"}], usage=usage(5))),
+                        frame(chunk([], reason, usage(5, 2)))])
+    full = client.chat.completions.create(model=f"gem/{name}", messages=user())
+    assert full.choices[0].finish_reason == "content_filter"
+    assert full.choices[0].message.content == "I can"
+
+
+def test_max_tokens_finishes_as_length(upstream, client):
+    upstream.add("gem-len", [frame(chunk([{"text": "abc"}], "MAX_TOKENS", usage(3, 3)))])
+    full = client.chat.completions.create(model="gem/gem-len", messages=user())
+    assert full.choices[0].finish_reason == "length"
+
+
+def test_inband_error_after_partial_text(upstream, client):
+    upstream.add("gem-midErr", [frame(chunk([{"text": "partial"}], usage=usage(3))),
+                                frame({"error": {"code": 503, "message": "The model is overloaded.",
+                                                 "status": "UNAVAILABLE"}})])
+    got = []
+    with pytest.raises(openai.APIError) as info:
+        for c in client.chat.completions.create(model="gem/gem-midErr", messages=user(), stream=True):
+            if c.choices and c.choices[0].delta.content:
+                got.append(c.choices[0].delta.content)
+    assert got == ["partial"]
+    assert "overloaded" in str(info.value)
+
+
+def test_truncated_stream_is_an_error(upstream, client):
+    upstream.add("gem-cut", [frame(chunk([{"text": "half"}], usage=usage(3))), 0.02, DROP])
+    with pytest.raises(openai.APIError):
+        list(client.chat.completions.create(model="gem/gem-cut", messages=user(), stream=True))
+
+
+def _gerr(code: int, status: str, message: str) -> str:
+    return json.dumps({"error": {"code": code, "message": message, "status": status}})
+
+
+@pytest.mark.parametrize(("status", "rpc", "message", "exc"), [
+    (400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", openai.AuthenticationError),
+    (400, "INVALID_ARGUMENT", "Invalid JSON payload", openai.BadRequestError),
+    (401, "UNAUTHENTICATED", "Request had invalid authentication credentials", openai.AuthenticationError),
+    (403, "PERMISSION_DENIED", "Permission denied on resource", openai.PermissionDeniedError),
+    (404, "NOT_FOUND", "models/nope is not found", openai.NotFoundError),
+    (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted", openai.RateLimitError),
+    (500, "INTERNAL", "An internal error has occurred", openai.InternalServerError),
+    (503, "UNAVAILABLE", "The model is overloaded", openai.InternalServerError),
+])
+def test_http_errors_map_to_sdk_exceptions(upstream, client, status, rpc, message, exc):
+    name = f"gem-err-{status}-{len(message)}"
+    upstream.add(name, Script([_gerr(status, rpc, message)], status=status,
+                              headers={"content-type": "application/json", "retry-after": "9"}))
+    with pytest.raises(exc) as info:
+        list(client.chat.completions.create(model=f"gem/{name}", messages=user(), stream=True))
+    assert message in info.value.message
+    assert KEY not in info.value.message
+    if status == 429:
+        assert info.value.response.headers["retry-after"] == "9"
+
+
+def test_closing_client_stream_closes_upstream_within_1s(upstream, client):
+    upstream.add("gem-hang", [frame(chunk([{"text": "first"}], usage=usage(1))), HANG])
+    stream = client.chat.completions.create(model="gem/gem-hang", messages=user(), stream=True)
+    for c in stream:
+        if c.choices and c.choices[0].delta.content == "first":
+            break
+    rec = upstream.last("gem-hang")
+    assert not rec.done.is_set()
+    t0 = time.monotonic()
+    stream.close()
+    assert rec.wait_closed(1.0), "upstream connection still open 1 s after the client left"
+    assert rec.client_closed and rec.ended - t0 < 1.0
+
+
+async def test_list_models_uses_gemini_shape_and_header_key(upstream):
+    upstream.routes["/v1beta/models"] = Script([json.dumps({"models": [
+        {"name": "models/gemini-2.5-flash", "inputTokenLimit": 1048576,
+         "supportedGenerationMethods": ["generateContent", "countTokens"]},
+        {"name": "models/text-embedding-004", "supportedGenerationMethods": ["embedContent"]}]})],
+        headers={"content-type": "application/json"})
+    p = GeminiProvider("gem", GeminiSettings(base_url=upstream.url, api_key=KEY))
+    try:
+        models = await p.list_models()
+    finally:
+        await p.aclose()
+    assert [(m.id, m.context_length) for m in models] == [("gemini-2.5-flash", 1048576)]
+    rec = [r for r in upstream.records if r.path.startswith("/v1beta/models?")][-1]
+    assert rec.headers["x-goog-api-key"] == KEY and KEY not in rec.path
+
+
+# ------------------------------------------------------ pure state machine
+
+def run(chunks: list[dict]) -> list:
+    a = ChunkAdapter(None, "m")
+    out: list = []
+    for c in chunks:
+        a.feed(c, out)
+    a.end(out)
+    return out
+
+
+def test_fixture_usage_last_one_wins_and_thoughts_count_as_output():
+    out = run([chunk([{"text": "a"}], usage=usage(10, 1)), chunk([{"text": "b"}], "STOP", usage(10, 2, thoughts=5))])
+    fin = out[-1]
+    assert (fin.type, fin.reason, fin.usage.input, fin.usage.output, fin.usage.reasoning) == (
+        "finish", "stop", 10, 7, 5)
+    assert not fin.usage.estimated
+
+
+def test_fixture_signature_on_thought_part_closes_reasoning_with_it():
+    out = run([chunk([{"text": "hmm", "thought": True, "thoughtSignature": SIG}]), chunk([{"text": "ok"}], "STOP")])
+    assert [e.type for e in out] == ["start", "reasoning-start", "reasoning-delta", "reasoning-end",
+                                     "text-start", "text-delta", "text-end", "finish"]
+    assert out[3].signature == SIG
+
+
+def test_fixture_signature_on_empty_text_part_becomes_signed_reasoning_block():
+    out = run([chunk([{"text": "answer"}]), chunk([{"text": "", "thoughtSignature": SIG}], "STOP")])
+    ends = [e for e in out if e.type == "reasoning-end"]
+    assert [e.signature for e in ends] == [SIG]
+    assert "".join(e.delta for e in out if e.type == "text-delta") == "answer"
+
+
+def test_fixture_prompt_blocked_without_candidates_is_content_filter():
+    out = run([{"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage(4)}])
+    assert out[-1].reason == "content_filter" and out[-1].raw_reason == "SAFETY"
+
+
+def test_fixture_malformed_function_call_finishes_as_error_and_unknown_as_other():
+    assert run([chunk([], "MALFORMED_FUNCTION_CALL")])[-1].reason == "error"
+    assert run([chunk([], "LANGUAGE")])[-1].reason == "other"
+
+
+def test_fixture_function_call_with_upstream_id_keeps_it():
+    out = run([chunk([{"functionCall": {"id": "fc-9", "name": "f", "args": {}}}], "STOP")])
+    call = next(e for e in out if e.type == "tool-call")
+    assert (call.call_id, call.arguments) == ("fc-9", "{}")
+    assert out[-1].reason == "tool_calls"
+
+
+def test_fixture_no_finish_reason_before_eof_is_truncation():
+    a = ChunkAdapter(None, "m")
+    a.feed(chunk([{"text": "x"}]), [])
+    with pytest.raises(UpstreamError):
+        a.end([])
+
+
+def test_request_conversion_images_reasoning_json_and_merged_tool_results():
+    req = ChatRequest(model="m", messages=[
+        Message("user", [TextPart("what is this"), ImagePart("data:image/png;base64,iVBORw0KGgo=")]),
+        Message("assistant", [ReasoningPart("thinking…", signature="s1"), TextPart("calling")],
+                tool_calls=[ToolCallPart(f"call_1{SIG_SEP}{SIG}", "f", '{"a":1}'),
+                            ToolCallPart("fc-2", "g", "{}")]),
+        Message("tool", [TextPart("plain result")], tool_call_id=f"call_1{SIG_SEP}{SIG}"),
+        Message("tool", [TextPart("boom")], tool_call_id="fc-2", is_error=True),
+    ], tools=[Tool("f")], tool_choice={"name": "f"}, response_format={"type": "json_object"})
+    body = request_body(req)
+    assert body["contents"][0]["parts"] == [{"text": "what is this"},
+                                            {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}]
+    assert body["contents"][1] == {"role": "model", "parts": [
+        {"text": "thinking…", "thought": True, "thoughtSignature": "s1"}, {"text": "calling"},
+        {"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": SIG},
+        {"functionCall": {"name": "g", "args": {}, "id": "fc-2"}}]}
+    assert body["contents"][2] == {"role": "user", "parts": [  # parallel results: one user turn
+        {"functionResponse": {"name": "f", "response": {"result": "plain result"}}},
+        {"functionResponse": {"name": "g", "response": {"error": "boom"}, "id": "fc-2"}}]}
+    assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}}
+    assert body["generationConfig"] == {"responseMimeType": "application/json"}
