@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "azure": "sluiceway.providers.azure:AzureOpenAIProvider",
     "bedrock": "sluiceway.providers.bedrock:BedrockProvider",
     "transformers": "sluiceway.providers.transformers:TransformersProvider",
+    "polling": "sluiceway.providers.polling:PollingProvider",
 }
 
 
