@@ -18,7 +18,9 @@ from starlette.routing import Route
 
 from ..engine.config import Config, load_config
 from ..engine.gateway import Gateway
-from . import openai_routes
+from . import openai_routes, web_routes
+from .observe import request_id
+from .protocol_routes import routes as protocol_routes
 from .state import AppState
 
 log = logging.getLogger("sluiceway.server")
@@ -41,6 +43,7 @@ class RequestId:
         if not rid:
             rid = uuid.uuid4().hex.encode()
         scope.setdefault("state", {})["request_id"] = rid.decode("latin-1")
+        request_id.set(rid.decode("latin-1"))
 
         async def send_with_id(msg) -> None:
             if msg["type"] == "http.response.start":
@@ -52,6 +55,13 @@ class RequestId:
 
 async def healthz(request: Request) -> Response:
     return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
+
+
+async def metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    registry = request.app.state.sluiceway.gateway.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -79,14 +89,17 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
 
     routes = [
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         Route("/v1/models", openai_routes.list_models),
         Route("/v1/models/{model:path}", openai_routes.get_model),
         Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
+        *protocol_routes(),
     ]
     middleware = [Middleware(RequestId)]
     if cfg.server.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins,
                                      allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"]))
+    routes += web_routes.routes()  # the browser UI goes LAST so it never shadows an API route
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers={404: not_found, 405: method_not_allowed})
     app.state.sluiceway = AppState(cfg, gw)
