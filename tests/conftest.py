@@ -47,7 +47,8 @@ class ServerThread:
 
 def make_config(upstream: FakeUpstream | None, **overrides: Any) -> Config:
     """Config with provider ``up`` pointing at the fake upstream; no embedded model."""
-    raw: dict[str, Any] = {"embedded": False, "server": {"keepalive": 15}}
+    raw: dict[str, Any] = {"embedded": False, "server": {"keepalive": 15},
+                           "resilience": {"retries": 0}}  # retry tests opt in
     if upstream is not None:
         raw["providers"] = {"up": {"kind": "openai", "base_url": f"{upstream.url}/v1", "api_key": UPSTREAM_KEY}}
         raw["timeouts"] = {"connect": 2, "first_token": 5, "idle": 5, "total": 60}

@@ -18,6 +18,7 @@ from dotenv import load_dotenv
 from pydantic import BaseModel, Field, field_validator
 
 from ..core import Deadlines
+from .resilience import ResilienceConfig
 
 ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_CONFIG = "sluiceway.yaml"
@@ -48,6 +49,8 @@ class DeploymentConfig(BaseModel):
 class ModelConfig(BaseModel):
     deployments: list[DeploymentConfig]
     strategy: str = "priority"  # priority | weighted | least-busy (see engine/router.py)
+    retries: int | None = None  # overrides resilience.retries for this alias
+    midstream_failover: bool = False  # continue on the next deployment after a mid-stream failure
 
     @classmethod
     def parse(cls, alias: str, value: Any) -> ModelConfig:
@@ -90,6 +93,7 @@ class Config(BaseModel):
     default_model: str | None = None
     embedded: bool = True  # register the embedded SmolLM2 provider as "local"
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("models", mode="before")

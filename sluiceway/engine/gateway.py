@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ..providers import ModelInfo, Provider, provider_class
 from .config import Config, ConfigError, ModelConfig
+from .metrics import Metrics
 from .router import Router
 
 log = logging.getLogger("sluiceway")
@@ -55,8 +56,10 @@ class Gateway:
             if default_model is None and not config.providers:
                 default_model = EMBEDDED_ALIAS
         self.providers: dict[str, Provider] = {n: build_provider(n, s) for n, s in specs.items()}
+        self.metrics = Metrics()
         try:
-            self.router = Router(self.providers, models, config.timeouts, default_model)
+            self.router = Router(self.providers, models, config.timeouts, default_model,
+                                 resilience=config.resilience, metrics=self.metrics)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self._models_cache: tuple[float, list[ListedModel]] | None = None

@@ -78,7 +78,7 @@ class DeadlineReader:
     deadlines. A coroutine per read rather than an async generator, to keep
     the per-chunk call chain short."""
 
-    __slots__ = ("_content", "_loop", "_next", "_idle", "_total_at", "_provider")
+    __slots__ = ("_content", "_loop", "_next", "_idle", "_total_at", "_provider", "_first")
 
     def __init__(self, resp: aiohttp.ClientResponse, deadline: Deadlines, provider: str,
                  started: float | None = None) -> None:
@@ -89,6 +89,7 @@ class DeadlineReader:
         self._idle = deadline.idle
         self._next = now + deadline.first_token if deadline.first_token else None
         self._provider = provider
+        self._first = False  # has content arrived? until then the first-token deadline holds
 
     def _when(self) -> float | None:
         if self._next is None:
@@ -107,7 +108,7 @@ class DeadlineReader:
                     data = await self._content.readany()
         except TimeoutError:
             kind = "total" if self._total_at is not None and self._loop.time() >= self._total_at else (
-                "first-token" if self._idle is None or self._next is None else "idle")
+                "idle" if self._first else "first-token")
             raise Timeout(f"{self._provider}: upstream {kind} timeout", provider=self._provider) from None
         except aiohttp.ClientPayloadError as e:
             raise UpstreamUnavailable(f"{self._provider}: upstream connection broke: {e}",
@@ -115,16 +116,15 @@ class DeadlineReader:
         except (aiohttp.ClientConnectionError, ConnectionError) as e:
             raise UpstreamUnavailable(f"{self._provider}: upstream connection lost: {type(e).__name__}",
                                       provider=self._provider) from None
-        if self._idle is not None:
-            self._next = self._loop.time() + self._idle
-        else:
-            self._next = None
+        if self._first:
+            self._next = self._loop.time() + self._idle if self._idle is not None else None
         return data
 
     def mark_first_token(self) -> None:
-        """Switch from the first-token deadline to the idle deadline."""
-        if self._idle is not None:
-            self._next = self._loop.time() + self._idle
+        """Content has arrived: switch from the first-token deadline to the idle deadline."""
+        if not self._first:
+            self._first = True
+            self._next = self._loop.time() + self._idle if self._idle is not None else None
 
 
 async def open_stream(session: aiohttp.ClientSession, url: str, *, provider: str, deadline: Deadlines,

@@ -11,12 +11,14 @@ from starlette.responses import Response
 
 from ..core import NotFound, SluicewayError, fold
 from ..protocols import openai_chat
-from .requests import check_api_key, read_json
+from .observe import StreamObserver
+from .requests import check_api_key, deadline_overrides, read_json
 from .state import AppState
-from .streaming import SSEResponse, until_disconnect
+from .streaming import ClientGone, SSEResponse, until_disconnect
 
 log = logging.getLogger("sluiceway.server")
 JSON = "application/json"
+CLIENT_GONE = Response(status_code=499)  # nginx's "client closed request"; nobody reads it
 
 
 def error_response(err: SluicewayError, encode=openai_chat.encode_error) -> Response:
@@ -33,25 +35,36 @@ def internal_error() -> SluicewayError:
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:
+    t0 = time.perf_counter()
     state: AppState = request.app.state.sluiceway
     try:
         check_api_key(request, state.api_keys)
         body = await read_json(request, state.config.server.max_body_bytes)
         req = openai_chat.decode_request(body)
-        opened = await until_disconnect(request.receive, state.gateway.router.open(req))
+        opened = await until_disconnect(request.receive,
+                                        state.gateway.router.open(req, deadline_overrides(request)))
     except SluicewayError as e:
         return error_response(e)
+    except ClientGone:
+        return CLIENT_GONE
     except Exception:
         log.exception("chat completion failed before streaming")
         return error_response(internal_error())
+    observer = StreamObserver(state.gateway.metrics, "openai-chat", req.model, t0)
     if openai_chat.wants_stream(body):
-        return SSEResponse(opened, openai_chat.Encoder(body, req.model), keepalive=state.keepalive)
+        return SSEResponse(opened, openai_chat.Encoder(body, req.model), keepalive=state.keepalive, tap=observer)
+    outcome = "complete"
     try:
         completion = await until_disconnect(request.receive, fold(opened.batches()))
+    except ClientGone:
+        outcome = "disconnect"
+        return CLIENT_GONE
     except SluicewayError as e:
+        outcome = "error"
         return error_response(e)
     finally:
         await opened.aclose()
+        observer.end(outcome)
     if completion.error is not None and not completion.text and not completion.tool_calls:
         return error_response(completion.error)
     return Response(openai_chat.encode_completion(completion, req.model), media_type=JSON)

@@ -58,3 +58,31 @@ def check_api_key(request: Request, keys: list[str]) -> None:
         ok |= hmac.compare_digest(k, candidate.encode())
     if not ok:
         raise AuthError("invalid API key", code="invalid_api_key")
+
+
+DEADLINE_HEADERS = {
+    "x-sluiceway-connect-timeout": "connect",
+    "x-sluiceway-first-token-timeout": "first_token",
+    "x-sluiceway-idle-timeout": "idle",
+    "x-sluiceway-total-timeout": "total",
+}
+
+
+def deadline_overrides(request: Request) -> dict[str, float | None] | None:
+    """Per-request deadlines from headers (seconds; ``none`` lifts the limit)."""
+    out: dict[str, float | None] = {}
+    for header, field in DEADLINE_HEADERS.items():
+        raw = request.headers.get(header)
+        if raw is None:
+            continue
+        if raw.strip().lower() == "none":
+            out[field] = None
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= 86400:
+            raise BadRequest(f"{header} must be a number of seconds between 0 and 86400, or none", param=header)
+        out[field] = value
+    return out or None

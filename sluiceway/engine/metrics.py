@@ -1,0 +1,31 @@
+"""Prometheus metrics. One registry per gateway, so several apps in one
+process (tests, embedding) never collide on the global default registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+RATE_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("sluiceway_requests", "Requests by protocol, model and outcome",
+                                ["protocol", "model", "outcome"], registry=r)
+        self.ttft = Histogram("sluiceway_time_to_first_token_seconds", "Request start to first content event",
+                              ["model"], buckets=TTFT_BUCKETS, registry=r)
+        self.tokens_per_s = Histogram("sluiceway_output_tokens_per_second", "Output tokens/s after first token",
+                                      ["model"], buckets=RATE_BUCKETS, registry=r)
+        self.tokens = Counter("sluiceway_tokens", "Tokens by direction", ["model", "direction"], registry=r)
+        self.active_streams = Gauge("sluiceway_active_streams", "Streams being sent to clients", registry=r)
+        self.upstream_errors = Counter("sluiceway_upstream_errors", "Upstream failures by provider and class",
+                                       ["provider", "code"], registry=r)
+        self.cancellations = Counter("sluiceway_cancellations", "Streams cancelled by client disconnect",
+                                     registry=r)
+        self.fallbacks = Counter("sluiceway_fallbacks", "Requests moved to another deployment",
+                                 ["model", "kind"], registry=r)  # kind: before_first_token | midstream
+        self.retries = Counter("sluiceway_retries", "Retries of the same deployment", ["provider"], registry=r)
+        self.circuit_open = Gauge("sluiceway_circuit_open", "1 while a deployment's circuit is open",
+                                  ["deployment"], registry=r)
