@@ -86,8 +86,29 @@ class ServerConfig(BaseModel):
         return [k for k in v if k]
 
 
+class StoreConfig(BaseModel):
+    """The conversation store. ``DATABASE_URL`` overrides ``url``."""
+
+    url: str = "sqlite+aiosqlite:///./sluiceway.db"
+    traces: bool = True  # keep a debug trace per assistant message
+    trace_retention_days: float = 7.0  # traces older than this are pruned at startup; 0 = keep forever
+    checkpoint_interval: float = 1.0  # seconds between saves of a streaming answer's partial text
+    max_message_chars: int = 200_000
+
+
+class RunsConfig(BaseModel):
+    """Chat runs (server-owned generations). ``REDIS_URL`` overrides ``redis_url``."""
+
+    disconnect: str = "continue"  # continue | cancel: what a client leaving does to its run
+    redis_url: str | None = None  # run logs in Redis Streams (shared by replicas) instead of memory
+    ttl: float = 3600.0  # seconds a finished run's log stays readable
+    shutdown_grace: float = 3.0  # seconds active runs may finish at shutdown before being interrupted
+
+
 class Config(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    runs: RunsConfig = Field(default_factory=RunsConfig)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     default_model: str | None = None

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from ..engine.config import Config, load_config
 from ..engine.gateway import Gateway
-from . import openai_routes, web_routes
+from . import chat_routes, openai_routes, web_routes
 from .observe import request_id
 from .protocol_routes import routes as protocol_routes
 from .state import AppState
@@ -82,9 +82,11 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await chat_routes.startup(app.state.sluiceway)  # store + run hub
         try:
             yield
         finally:
+            await chat_routes.shutdown(app.state.sluiceway)  # active runs saved before the store closes
             await gw.aclose()
 
     routes = [
@@ -95,6 +97,7 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
         Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
         *protocol_routes(),
     ]
+    routes += chat_routes.routes()  # session chat, sessions, runs (resume/stop), traces
     middleware = [Middleware(RequestId)]
     if cfg.server.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins,

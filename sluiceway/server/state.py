@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..engine.config import Config
 from ..engine.gateway import Gateway
+
+if TYPE_CHECKING:
+    from ..engine.hub import Hub
+    from ..store import Store
 
 
 @dataclass(slots=True)
 class AppState:
     config: Config
     gateway: Gateway
+    store: Store | None = None  # opened in the lifespan (chat_routes.startup)
+    hub: Hub | None = None
 
     @property
     def api_keys(self) -> list[str]:

@@ -1,0 +1,303 @@
+"""Runs: generations owned by the server, not by the HTTP request.
+
+A run is an asyncio task that pulls the provider's batches, hands each batch
+to an observer (the recorder) and appends its events to a *run log*. Clients
+never read the provider directly: they read the run log, from any position,
+so a client that reconnects with ``Last-Event-ID: n`` gets events ``n+1…``
+and then the live tail, with no duplicates and no gaps. Several clients can
+read one run; a run survives its client leaving (unless the disconnect
+policy says ``cancel``) and can be stopped by id.
+
+Run logs: ``MemoryRunLog`` (this process only) here, ``RedisRunLog`` (shared
+by replicas, a Redis Stream with a TTL) in ``hub_redis``. Both number events
+1, 2, 3… per run; the number is the SSE ``id``.
+
+Ordering rule: the terminal event (finish / error / abort) is appended only
+after the observer has saved the message, so a client that has seen the end
+of a run can read the stored answer.
+
+Imports only ``sluiceway.core``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from ..core import TERMINAL_TYPES, Abort, Event, SluicewayError
+
+log = logging.getLogger("sluiceway.hub")
+
+Entry = tuple[int, bytes]  # (sequence number, canonical event JSON)
+
+
+def encode_event(ev: Event) -> bytes:
+    """Canonical event → compact JSON with its ``type`` first. orjson
+    serialises the (slotted) dataclass natively; ``type`` is a ClassVar, so it
+    is spliced in front."""
+    body = orjson.dumps(ev)
+    head = b'{"type":"' + ev.type.encode() + b'"'
+    return head + b"}" if body == b"{}" else head + b"," + body[1:]
+
+
+class Source(Protocol):
+    """What a run consumes: the router's ``Opened`` fits."""
+
+    def batches(self) -> AsyncIterator[list[Event]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Observer(Protocol):
+    def batch(self, events: list[Event]) -> None: ...
+
+    async def end(self, status: str) -> None: ...  # "complete" | "interrupted" | "error"
+
+
+class RunLog(Protocol):
+    async def create(self, run_id: str, meta: dict[str, Any]) -> None: ...
+
+    async def append(self, run_id: str, payloads: list[bytes], *, end: bool = False) -> None: ...
+
+    def read(self, run_id: str, after: int, *, heartbeat: float | None = None) -> AsyncIterator[list[Entry]]:
+        """Entries after ``after``, then the live tail, ending after the
+        terminal entry; an empty list after ``heartbeat`` seconds of silence."""
+        ...
+
+    async def meta(self, run_id: str) -> dict[str, Any] | None: ...
+
+    async def is_live(self, run_id: str) -> bool: ...
+
+    async def live_among(self, run_ids: list[str]) -> set[str]: ...
+
+    async def request_stop(self, run_id: str, reason: str) -> None: ...
+
+    async def open(self, on_stop: Callable[[str, str], Awaitable[None]]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+# ------------------------------------------------------------------ memory
+@dataclass(slots=True)
+class _MemRun:
+    meta: dict[str, Any]
+    entries: list[bytes] = field(default_factory=list)
+    ended: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class MemoryRunLog:
+    """Run logs in this process. A finished run's log is kept ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 3600.0) -> None:
+        self.ttl = ttl
+        self._runs: dict[str, _MemRun] = {}
+
+    async def open(self, on_stop: Callable[[str, str], Awaitable[None]]) -> None:
+        pass  # every run is local: the hub stops it directly
+
+    async def create(self, run_id: str, meta: dict[str, Any]) -> None:
+        self._runs[run_id] = _MemRun(meta)
+
+    async def append(self, run_id: str, payloads: list[bytes], *, end: bool = False) -> None:
+        r = self._runs.get(run_id)
+        if r is None:
+            return
+        r.entries.extend(payloads)
+        if end:
+            r.ended = True
+            asyncio.get_running_loop().call_later(self.ttl, self._runs.pop, run_id, None)
+        # wake every reader: swap in a fresh Event, set the old one
+        changed, r.changed = r.changed, asyncio.Event()
+        changed.set()
+
+    async def read(self, run_id: str, after: int, *, heartbeat: float | None = None) -> AsyncIterator[list[Entry]]:
+        r = self._runs.get(run_id)
+        if r is None:
+            return
+        i = max(after, 0)
+        while True:
+            changed = r.changed  # taken before the checks: no await in between, so no lost wake-up
+            if i < len(r.entries):
+                n = len(r.entries)
+                yield [(j + 1, r.entries[j]) for j in range(i, n)]
+                i = n
+                continue
+            if r.ended:
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), heartbeat)
+            except TimeoutError:
+                yield []
+
+    async def meta(self, run_id: str) -> dict[str, Any] | None:
+        r = self._runs.get(run_id)
+        return None if r is None else {**r.meta, "ended": r.ended, "events": len(r.entries)}
+
+    async def is_live(self, run_id: str) -> bool:
+        r = self._runs.get(run_id)
+        return r is not None and not r.ended
+
+    async def live_among(self, run_ids: list[str]) -> set[str]:
+        return {r for r in run_ids if await self.is_live(r)}
+
+    async def request_stop(self, run_id: str, reason: str) -> None:
+        pass  # no other process can own a run
+
+    async def aclose(self) -> None:
+        self._runs.clear()
+
+
+# --------------------------------------------------------------------- hub
+@dataclass(slots=True)
+class Run:
+    id: str
+    open: Callable[[], Awaitable[Source]]
+    observer: Observer
+    meta: dict[str, Any]
+    started: float = field(default_factory=time.monotonic)
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None
+    closing: bool = False  # saving: a stop now would cut the save short
+    status: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Hub:
+    def __init__(self, runlog: RunLog | None = None, *, disconnect: str = "continue",
+                 shutdown_grace: float = 3.0) -> None:
+        if disconnect not in ("continue", "cancel"):
+            raise ValueError(f"disconnect policy must be 'continue' or 'cancel', not {disconnect!r}")
+        self.log: RunLog = runlog or MemoryRunLog()
+        self.disconnect = disconnect
+        self.shutdown_grace = shutdown_grace
+        self.runs: dict[str, Run] = {}  # active runs owned by this process
+
+    async def open(self) -> None:
+        await self.log.open(self._stop_requested)
+
+    async def start(self, run_id: str, open_: Callable[[], Awaitable[Source]], observer: Observer,
+                    meta: dict[str, Any] | None = None) -> Run:
+        run = Run(run_id, open_, observer, meta or {})
+        await self.log.create(run_id, run.meta)
+        self.runs[run_id] = run
+        run.task = asyncio.create_task(self._drive(run), name=f"run-{run_id}")
+        return run
+
+    def read(self, run_id: str, after: int = 0, *, heartbeat: float | None = None) -> AsyncIterator[list[Entry]]:
+        return self.log.read(run_id, after, heartbeat=heartbeat)
+
+    async def exists(self, run_id: str) -> bool:
+        return run_id in self.runs or await self.log.meta(run_id) is not None
+
+    async def wait(self, run_id: str) -> str | None:
+        """Wait for a local run to end; its final status."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return None
+        await run.done.wait()
+        return run.status
+
+    async def stop(self, run_id: str, reason: str = "stopped", *, wait_up_to: float = 10.0) -> bool:
+        """Stop a run wherever it runs and wait until it has ended (and so
+        been saved). False when no such run is active."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            self._cancel(run, reason)
+            try:
+                async with asyncio.timeout(wait_up_to):
+                    await run.done.wait()
+            except TimeoutError:
+                log.warning("run %s did not end within %.1fs of stop", run_id, wait_up_to)
+            return True
+        if not await self.log.is_live(run_id):
+            return False
+        await self.log.request_stop(run_id, reason)
+        try:  # the owner appends the terminal entry after saving: wait for it
+            async with asyncio.timeout(wait_up_to):
+                async for _ in self.log.read(run_id, 1 << 62, heartbeat=1.0):
+                    if not await self.log.is_live(run_id):
+                        break
+        except TimeoutError:
+            log.warning("remote run %s did not end within %.1fs of stop", run_id, wait_up_to)
+        return True
+
+    async def _stop_requested(self, run_id: str, reason: str) -> None:
+        run = self.runs.get(run_id)
+        if run is not None:
+            self._cancel(run, reason)
+
+    def _cancel(self, run: Run, reason: str) -> None:
+        if run.stop_reason is None and not run.closing and run.task is not None:
+            run.stop_reason = reason
+            run.task.cancel()
+
+    async def aclose(self) -> None:
+        """Graceful shutdown: let active runs finish for ``shutdown_grace``
+        seconds, then stop the rest (each is saved as interrupted)."""
+        active = [r for r in self.runs.values() if not r.done.is_set()]
+        if active and self.shutdown_grace > 0:
+            await asyncio.wait([asyncio.ensure_future(r.done.wait()) for r in active],
+                               timeout=self.shutdown_grace)
+        for r in list(self.runs.values()):
+            self._cancel(r, "shutdown")
+        pending = [r.task for r in self.runs.values() if r.task is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        await self.log.aclose()
+
+    async def _drive(self, run: Run) -> None:
+        source: Source | None = None
+        terminal: list[Event] = []
+        status = "complete"
+        try:
+            source = await run.open()
+            async for batch in source.batches():
+                cut = next((i for i, ev in enumerate(batch) if ev.type in TERMINAL_TYPES), -1)
+                run.observer.batch(batch if cut < 0 else batch[: cut + 1])
+                head = batch if cut < 0 else batch[:cut]
+                if head:
+                    await self.log.append(run.id, [encode_event(ev) for ev in head])
+                if cut >= 0:
+                    terminal = [batch[cut]]
+                    break
+            if not terminal:
+                raise SluicewayError("upstream stream ended without a finish event", code="upstream_error")
+            status = {"finish": "complete", "abort": "interrupted"}.get(terminal[0].type, "error")
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # we were stopped on purpose: finish the bookkeeping below
+            terminal, status = [Abort(run.stop_reason or "cancelled")], "interrupted"
+            run.observer.batch(terminal)
+        except Exception as e:
+            if not isinstance(e, SluicewayError):
+                log.exception("run %s failed", run.id)
+                e = SluicewayError("internal error while streaming", code="internal_error")
+            terminal, status = [e.to_event()], "error"
+            run.observer.batch(terminal)
+        finally:
+            run.closing = True
+            if source is not None:
+                try:
+                    await source.aclose()  # closes the upstream connection
+                except Exception:
+                    log.exception("closing the source of run %s", run.id)
+        run.status = status
+        try:
+            await run.observer.end(status)
+        except Exception:
+            log.exception("saving run %s failed", run.id)
+        try:
+            await self.log.append(run.id, [encode_event(ev) for ev in terminal], end=True)
+        except Exception:
+            log.exception("closing the run log of %s failed", run.id)
+        finally:
+            self.runs.pop(run.id, None)
+            run.done.set()

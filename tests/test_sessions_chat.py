@@ -1,0 +1,251 @@
+"""The session chat API over real sockets: the fake upstream, sluiceway under
+uvicorn, a real SQLite file. What is stored must be what was streamed,
+however the stream ends."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import UPSTREAM_KEY
+from .upstream import DROP, HANG, chat_chunk, chat_text_stream, sse, usage_wire
+
+PIECES = ["Hel", "lo, ", "wor", "ld! ", "¿Qué? ", "日本語 ", "🙂"]
+TEXT = "".join(PIECES)
+
+
+def read_sse(resp: httpx.Response, limit: int | None = None) -> tuple[dict | None, list[tuple[int, dict]]]:
+    """(the ``run`` frame, [(id, event)…]) from our SSE framing; stops after
+    ``limit`` events when given."""
+    run, events = None, []
+    ev_id, name, data = None, None, []
+    for line in resp.iter_lines():
+        if line.startswith(":"):
+            continue
+        if line == "":
+            if data:
+                obj = json.loads("\n".join(data))
+                if name == "run":
+                    run = obj
+                else:
+                    events.append((int(ev_id), obj))
+                    if limit is not None and len(events) >= limit:
+                        return run, events
+            ev_id, name, data = None, None, []
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "id":
+            ev_id = value
+        elif field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    return run, events
+
+
+def text_of(events: list[tuple[int, dict]]) -> str:
+    return "".join(e["delta"] for _, e in events if e["type"] == "text-delta")
+
+
+def wait_for(fn, timeout: float = 5.0, every: float = 0.02) -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(every)
+
+
+def messages(srv, session_id: str) -> list[dict]:
+    r = httpx.get(f"{srv.url}/sessions/{session_id}/messages")
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+@pytest.fixture
+def chat_server(make_server, tmp_path):
+    def factory(**runs: Any):
+        return make_server(store={"url": f"sqlite+aiosqlite:///{tmp_path}/chat.db", "checkpoint_interval": 0.1},
+                           runs={"shutdown_grace": 0, **runs})
+    return factory
+
+
+def test_chat_saves_answer_usage_metrics_and_redacted_trace(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-basic", chat_text_stream(PIECES, usage=usage_wire(11, 7), delay=0.01))
+    r = httpx.post(f"{srv.url}/chat", json={"message": "Say hello", "model": "up/c-basic",
+                                            "params": {"temperature": 0.5}}, timeout=10)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    msg = body["message"]
+    assert (msg["status"], msg["text"], msg["finish_reason"]) == ("complete", TEXT, "stop")
+    assert msg["usage"] == {"input": 11, "output": 7, "cached_input": 0, "reasoning": 0, "estimated": False}
+    assert msg["ttft_ms"] > 0 and msg["tokens_per_s"] > 0
+    assert (msg["model"], msg["provider"]) == ("up/c-basic", "up")
+    assert upstream.last("c-basic").body["temperature"] == 0.5
+    stored = messages(srv, body["session_id"])
+    assert [(m["role"], m["text"], m["status"]) for m in stored] == [
+        ("user", "Say hello", "complete"), ("assistant", TEXT, "complete")]
+    assert httpx.get(f"{srv.url}/sessions/{body['session_id']}").json()["title"] == "Say hello"
+    tr = httpx.get(f"{srv.url}/messages/{msg['id']}/trace")
+    assert tr.status_code == 200
+    trace = tr.json()
+    assert UPSTREAM_KEY not in tr.text
+    assert trace["request"]["settings"]["api_key"] == "[redacted]"
+    assert trace["request"]["request"]["messages"][-1]["content"][0]["text"] == "Say hello"
+    assert "".join(e.get("delta", "") for e in trace["response"] if e["type"] == "text-delta") == TEXT
+    assert trace["response"][-1]["type"] == "finish"
+
+
+def test_stream_ids_are_dense_and_the_stored_answer_matches(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-stream", chat_text_stream(PIECES, usage=usage_wire(3, 4)))
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "hi", "model": "up/c-stream"},
+                      timeout=10) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        run, events = read_sse(resp)
+    assert run["run_id"] == resp.headers["x-run-id"] == run["message_id"]
+    assert [i for i, _ in events] == list(range(1, len(events) + 1))
+    assert events[-1][1]["type"] == "finish" and events[-1][1]["usage"]["output"] == 4
+    assert text_of(events) == TEXT
+    # the run's end is sent only after the answer is saved: read-your-writes
+    stored = messages(srv, run["session_id"])
+    assert (stored[1]["status"], stored[1]["text"]) == ("complete", TEXT)
+
+
+def test_second_turn_sends_history(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-hist", chat_text_stream(["first answer"]))
+    sid = httpx.post(f"{srv.url}/chat", json={"message": "one", "model": "up/c-hist",
+                                              "system": "be brief"}, timeout=10).json()["session_id"]
+    upstream.add("c-hist", chat_text_stream(["second answer"]))
+    r = httpx.post(f"{srv.url}/chat", json={"message": "two", "session_id": sid}, timeout=10)
+    assert r.json()["message"]["text"] == "second answer"
+    sent = upstream.last("c-hist").body["messages"]
+    assert [(m["role"], m["content"]) for m in sent] == [
+        ("system", "be brief"), ("user", "one"), ("assistant", "first answer"), ("user", "two")]
+
+
+def _disconnect_after_first_text(srv, model: str) -> dict:
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "go", "model": model},
+                      timeout=10) as resp:
+        run, events = read_sse(resp, limit=3)  # text-start, first delta, …
+    assert "first " in text_of(events)
+    return run
+
+
+def test_disconnect_with_continue_saves_the_full_answer(upstream, chat_server):
+    srv = chat_server()  # disconnect policy defaults to continue
+    upstream.add("c-cont", chat_text_stream(["first ", "second ", "third"], delay=0.15))
+    run = _disconnect_after_first_text(srv, "up/c-cont")
+    msg = wait_for(lambda: [m for m in messages(srv, run["session_id"])
+                            if m["role"] == "assistant" and m["status"] != "streaming"])[0]
+    assert (msg["status"], msg["text"]) == ("complete", "first second third")
+    assert upstream.last("c-cont").completed
+
+
+def test_disconnect_with_cancel_saves_partial_and_cancels_upstream(upstream, chat_server):
+    srv = chat_server(disconnect="cancel")
+    upstream.add("c-cancel", [sse(chat_chunk({"role": "assistant", "content": ""})),
+                              sse(chat_chunk({"content": "first "})), 0.05,
+                              sse(chat_chunk({"content": "bit"})), HANG])
+    run = _disconnect_after_first_text(srv, "up/c-cancel")
+    assert upstream.last("c-cancel").wait_closed(1.0), "upstream still open 1 s after the client left"
+    msg = wait_for(lambda: [m for m in messages(srv, run["session_id"])
+                            if m["role"] == "assistant" and m["status"] != "streaming"])[0]
+    assert msg["status"] == "interrupted"
+    assert msg["text"] in ("first ", "first bit")
+    assert msg["usage"]["estimated"] is True
+
+
+def test_upstream_drop_keeps_partial_text_as_error(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-drop", [sse(chat_chunk({"role": "assistant", "content": ""})),
+                            sse(chat_chunk({"content": "half an "})), sse(chat_chunk({"content": "answer"})), DROP])
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "x", "model": "up/c-drop"},
+                      timeout=10) as resp:
+        run, events = read_sse(resp)
+    assert events[-1][1]["type"] == "error"
+    msg = messages(srv, run["session_id"])[1]
+    assert (msg["status"], msg["text"], msg["finish_reason"]) == ("error", "half an answer", "error")
+    assert msg["error"]["code"]
+
+
+def test_bad_input_is_a_clear_4xx_and_writes_nothing(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-bad", chat_text_stream(["x"]))
+    url = f"{srv.url}/chat"
+    cases = [
+        (b"{not json", 400), (b"[]", 400), (json.dumps({"model": "up/c-bad"}).encode(), 400),
+        (json.dumps({"message": "", "model": "up/c-bad"}).encode(), 400),
+        (json.dumps({"message": "x", "model": "up/c-bad", "params": {"temperature": "hot"}}).encode(), 400),
+        (json.dumps({"message": "x", "model": "up/c-bad", "params": {"bogus": 1}}).encode(), 400),
+        (json.dumps({"message": "x", "model": "up/c-bad", "session_id": "missing"}).encode(), 404),
+        (json.dumps({"message": "x", "model": "nosuch/model"}).encode(), 404),
+        (json.dumps({"message": "x" * 200_001, "model": "up/c-bad"}).encode(), 413),
+    ]
+    for path in ("/chat", "/chat/stream"):
+        url = srv.url + path
+        for raw, status in cases:
+            r = httpx.post(url, content=raw, headers={"content-type": "application/json"}, timeout=10)
+            assert r.status_code == status, (path, raw[:60], r.text)
+            assert r.json()["error"]["message"]
+    assert httpx.get(f"{srv.url}/sessions").json()["data"] == []
+    assert httpx.get(f"{srv.url}/runs/nope/stream").status_code == 404
+    assert httpx.get(f"{srv.url}/runs/nope/stream", headers={"last-event-id": "x"}).status_code == 400
+    assert httpx.post(f"{srv.url}/runs/nope/stop").status_code == 404
+    assert httpx.get(f"{srv.url}/messages/nope/trace").status_code == 404
+
+
+def test_sessions_crud_and_export(upstream, chat_server):
+    srv = chat_server()
+    base = srv.url
+    r = httpx.post(f"{base}/sessions", json={"title": "Plans", "model": "up/c-crud"})
+    assert r.status_code == 201
+    sid = r.json()["id"]
+    assert httpx.patch(f"{base}/sessions/{sid}", json={"title": "Trip"}).json()["title"] == "Trip"
+    assert httpx.patch(f"{base}/sessions/{sid}", json={"colour": "red"}).status_code == 400
+    assert httpx.patch(f"{base}/sessions/nope", json={"title": "x"}).status_code == 404
+    upstream.add("c-crud", chat_text_stream(["Go **north**."]))
+    r = httpx.post(f"{base}/chat", json={"message": "Where?", "session_id": sid}, timeout=10)
+    assert r.json()["message"]["text"] == "Go **north**."  # the session's model was used
+    assert [s["id"] for s in httpx.get(f"{base}/sessions").json()["data"]] == [sid]
+    exported = httpx.get(f"{base}/sessions/{sid}/export").json()
+    assert exported["session"]["title"] == "Trip"
+    assert [m["text"] for m in exported["messages"]] == ["Where?", "Go **north**."]
+    md = httpx.get(f"{base}/sessions/{sid}/export", params={"format": "markdown"})
+    assert md.headers["content-type"].startswith("text/markdown")
+    assert md.text.startswith("# Trip") and "## User" in md.text and "Go **north**." in md.text
+    assert httpx.get(f"{base}/sessions/{sid}/export", params={"format": "pdf"}).status_code == 400
+    assert httpx.delete(f"{base}/sessions/{sid}").status_code == 204
+    assert httpx.get(f"{base}/sessions/{sid}").status_code == 404
+    assert httpx.get(f"{base}/sessions/{sid}/messages").status_code == 404
+    assert httpx.delete(f"{base}/sessions/{sid}").status_code == 404
+
+
+def test_concurrent_messages_to_one_session_keep_their_order(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-conc", chat_text_stream(["ok"], delay=0.02))
+    sid = httpx.post(f"{srv.url}/sessions", json={"model": "up/c-conc"}).json()["id"]
+
+    def send(i: int) -> dict:
+        return httpx.post(f"{srv.url}/chat", json={"message": f"m{i}", "session_id": sid}, timeout=20).json()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, range(8)))
+    stored = messages(srv, sid)
+    assert [m["seq"] for m in stored] == list(range(16))
+    assert sorted(m["text"] for m in stored if m["role"] == "user") == sorted(f"m{i}" for i in range(8))
+    for r in results:  # each answer sits right after its own question
+        by_id = {m["id"]: m for m in stored}
+        assert by_id[r["message"]["id"]]["seq"] == by_id[r["user_message_id"]]["seq"] + 1
+        assert by_id[r["message"]["id"]]["status"] == "complete"
