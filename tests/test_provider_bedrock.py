@@ -201,6 +201,12 @@ def test_exception_events_become_typed_errors(kind, cls):
     assert kind in info.value.message and "Too many tokens" in info.value.message
 
 
+def test_error_frames_carry_code_and_message_in_headers():
+    err = frame({":message-type": "error", ":error-code": "InternalFailure", ":error-message": "try later"}, b"")
+    with pytest.raises(UpstreamError, match="InternalFailure: try later"):
+        decode(b"".join(wire(text_events(["x"])[:2])) + err, end=False)
+
+
 def test_corrupt_crc_is_an_upstream_error():
     data = bytearray(b"".join(wire(text_events(["x"]))))
     data[20] ^= 0xFF
@@ -330,6 +336,13 @@ def test_exception_mid_stream_raises_after_partial_text(upstream, client):
     assert got == ["partial"] and "Model stream failed" in str(info.value)
 
 
+def test_http_image_url_is_a_clear_400(upstream, client):
+    with pytest.raises(openai.BadRequestError, match="data URLs"):
+        client.chat.completions.create(model="br/br-never-sent", messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
+    assert not upstream.for_model("br-never-sent")
+
+
 def test_connection_dropped_mid_stream_is_an_error(upstream, client):
     upstream.add("br-drop", Script(wire(text_events(["half"])[:2]) + [0.05, DROP], headers=EVENTSTREAM))
     with pytest.raises(openai.APIError):
@@ -341,6 +354,7 @@ def test_connection_dropped_mid_stream_is_an_error(upstream, client):
     (400, "ValidationException", openai.BadRequestError),
     (403, "AccessDeniedException", openai.PermissionDeniedError),
     (404, "ResourceNotFoundException", openai.NotFoundError),
+    (424, "ModelErrorException", openai.InternalServerError),
     (429, "ThrottlingException", openai.RateLimitError),
     (500, "InternalServerException", openai.InternalServerError),
     (503, "ServiceUnavailableException", openai.InternalServerError)])
@@ -353,7 +367,7 @@ def test_http_errors_map_to_sdk_errors(upstream, client, status, etype, exc):
         list(client.chat.completions.create(model=f"br/{name}", stream=True,
                                             messages=[{"role": "user", "content": "x"}]))
     assert f"boom {status}" in info.value.message and SECRET not in info.value.message
-    assert info.value.status_code == {500: 502}.get(status, status)
+    assert info.value.status_code == {424: 502, 500: 502}.get(status, status)
     if status == 429:
         assert info.value.response.headers["retry-after"] == "3"
 

@@ -424,8 +424,14 @@ class BedrockProvider:
         url = self.url(req.model)
         headers = await self.signed("POST", url, body, headers={
             "content-type": "application/json", "accept": "application/vnd.amazon.eventstream"})
-        resp = await open_stream(self.session, URL(url, encoded=True), provider=self.name,  # type: ignore[arg-type]
-                                 deadline=deadline, data=body, headers=headers)
+        try:
+            resp = await open_stream(self.session, URL(url, encoded=True), provider=self.name,  # type: ignore[arg-type]
+                                     deadline=deadline, data=body, headers=headers)
+        except BadRequest as e:
+            if e.status != 424:
+                raise
+            # 424 is ModelErrorException: the model failed, not the request, so another deployment may do
+            raise UpstreamError(e.message, provider=self.name) from None
         adapter = ConverseAdapter(req, req.model)
         buf = EventStreamBuffer()
         reader = DeadlineReader(resp, deadline, self.name)
