@@ -242,8 +242,8 @@ def test_request_conversion_system_roles_tools_images_and_signed_thinking():
         Message("user", [TextPart("look"), ImagePart("data:image/png;base64,iVBORw0KGgo="),
                          ImagePart("https://example.com/cat.jpg")]),
         Message.of("user", "and answer"),
-        Message("assistant", [ReasoningPart("hmm", signature="sig1"), ReasoningPart("unsigned"),
-                              ReasoningPart("", redacted="REDACTED"), TextPart("")],
+        Message("assistant", [TextPart(""), ReasoningPart("hmm", signature="sig1"), ReasoningPart("unsigned"),
+                              TextPart("Let me check."), ReasoningPart("", redacted="REDACTED")],
                 tool_calls=[ToolCallPart("toolu_1", "get_weather", '{"city":"Oslo"}')]),
         Message("tool", [TextPart("12C")], tool_call_id="toolu_1"),
         Message("tool", [TextPart("boom")], tool_call_id="toolu_2", is_error=True),
@@ -261,6 +261,7 @@ def test_request_conversion_system_roles_tools_images_and_signed_thinking():
     assert body["messages"][1]["content"] == [
         {"type": "thinking", "thinking": "hmm", "signature": "sig1"},
         {"type": "redacted_thinking", "data": "REDACTED"},
+        {"type": "text", "text": "Let me check."},
         {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}}]
     assert body["messages"][2]["content"] == [
         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "12C"},

@@ -221,7 +221,7 @@ def test_request_conversion():
         Message.of("system", "Be brief."),
         Message("user", [TextPart("look"), ImagePart("data:image/png;base64,iVBORw0KGgo=")]),
         Message.of("user", "please"),
-        Message("assistant", [ReasoningPart("hmm", signature="sig"), ReasoningPart("unsigned")],
+        Message("assistant", [TextPart("Checking."), ReasoningPart("hmm", signature="sig"), ReasoningPart("unsigned")],
                 tool_calls=[ToolCallPart("tooluse_1", "get_weather", '{"city":"Oslo"}')]),
         Message("tool", [TextPart("12C")], tool_call_id="tooluse_1"),
         Message("tool", [TextPart("boom")], tool_call_id="tooluse_2", is_error=True),
@@ -234,6 +234,7 @@ def test_request_conversion():
         "bytes": "iVBORw0KGgo="}}}, {"text": "please"}]
     assert body["messages"][1]["content"] == [
         {"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "sig"}}},
+        {"text": "Checking."},
         {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather", "input": {"city": "Oslo"}}}]
     assert body["messages"][2]["content"] == [
         {"toolResult": {"toolUseId": "tooluse_1", "content": [{"text": "12C"}]}},

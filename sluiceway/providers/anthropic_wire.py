@@ -123,6 +123,8 @@ def messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
         else:
             role, blocks = m.role, _parts(m)
             if m.role == "assistant":
+                # thinking must open the turn, whatever order the client kept it in
+                blocks.sort(key=lambda b: b["type"] not in ("thinking", "redacted_thinking"))
                 blocks += [{"type": "tool_use", "id": c.call_id, "name": c.name, "input": _tool_input(c.arguments)}
                            for c in m.tool_calls]
         if not blocks:

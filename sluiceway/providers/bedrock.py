@@ -148,6 +148,7 @@ def messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
         else:
             role, blocks = m.role, _blocks(m)
             if m.role == "assistant":
+                blocks.sort(key=lambda b: "reasoningContent" not in b)  # reasoning opens the turn
                 blocks += [{"toolUse": {"toolUseId": c.call_id, "name": c.name, "input": _tool_input(c.arguments)}}
                            for c in m.tool_calls]
         if not blocks:
