@@ -5,6 +5,7 @@ plus pure tests of the chunk state machine and the request conversion."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import openai
@@ -28,7 +29,8 @@ from .conftest import ServerThread, make_config
 from .upstream import DROP, HANG, Script
 
 KEY = "AIza-gemini-secret-do-not-leak"
-SIG = "CiQBjz1rX3Nlq1Y2hhbmdlZA=="
+SIG = "CiQB+jz1r/X3Nlq1Y2hhbmdlZA=="  # standard base64, as Gemini sends it
+SIG_URLSAFE = "CiQB-jz1r_X3Nlq1Y2hhbmdlZA"  # the same bytes, as it rides in a call id
 
 
 def frame(obj: dict) -> bytes:
@@ -128,7 +130,8 @@ def test_thoughts_then_function_call_keeps_signature_and_echoes_it(upstream, cli
     assert msg.model_extra["reasoning_content"] == "Checking the forecast"
     [call] = msg.tool_calls
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Oslo"}
-    assert split_call_id(call.id)[1] == SIG
+    assert split_call_id(call.id)[1] == SIG_URLSAFE
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", call.id)  # a valid tool id for Anthropic clients too
     assert (full.usage.prompt_tokens, full.usage.completion_tokens) == (29, 95)
     sent = upstream.last("gem-tool").body
     assert sent["tools"] == [{"functionDeclarations": [{
@@ -145,7 +148,7 @@ def test_thoughts_then_function_call_keeps_signature_and_echoes_it(upstream, cli
     assert out.choices[0].message.content == "Sunny in Oslo."
     contents = upstream.last("gem-tool2").body["contents"]
     assert contents[1] == {"role": "model", "parts": [
-        {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": SIG}]}
+        {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": SIG_URLSAFE}]}
     assert contents[2] == {"role": "user", "parts": [
         {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}}]}
 

@@ -19,6 +19,7 @@ from .conftest import ServerThread, make_config
 from .upstream import DROP, HANG, Script
 
 NDJSON = {"content-type": "application/x-ndjson"}
+KEY = "ollama-cloud-secret-do-not-leak"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}}}}]
 
@@ -41,7 +42,7 @@ def done(model: str, reason: str = "stop", prompt: int = 26, output: int = 9) ->
 
 @pytest.fixture(scope="module")
 def oll_server(upstream):
-    cfg = make_config(upstream, providers={"oll": {"kind": "ollama", "base_url": upstream.url,
+    cfg = make_config(upstream, providers={"oll": {"kind": "ollama", "base_url": upstream.url, "api_key": KEY,
                                                    "options": {"num_ctx": 8192}, "keep_alive": "5m"}})
     srv = ServerThread(create_app(cfg)).start()
     yield srv
@@ -80,7 +81,8 @@ def test_ndjson_split_mid_line_and_mid_utf8_with_thinking_and_usage(upstream, cl
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (26, 9)
     rec = upstream.last(m)
-    assert rec.path == "/api/chat"
+    assert rec.path == "/api/chat" and KEY not in rec.path
+    assert rec.headers["Authorization"] == f"Bearer {KEY}"
     assert rec.body["stream"] is True and rec.body["keep_alive"] == "5m"
     assert rec.body["messages"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"}]
     assert rec.body["options"] == {"num_ctx": 8192, "num_predict": 64, "temperature": 0.3, "top_p": 0.8,
@@ -153,6 +155,7 @@ def test_http_errors_map_to_sdk_exceptions(upstream, client, status, exc):
     with pytest.raises(exc) as info:
         list(client.chat.completions.create(model=f"oll/{name}", messages=user(), stream=True))
     assert f"failed {status}" in info.value.message
+    assert KEY not in info.value.message
     if status == 429:
         assert info.value.response.headers["retry-after"] == "4"
 

@@ -78,8 +78,14 @@ _RPC_STATUS: dict[str, type[SluicewayError]] = {
 # ------------------------------------------------------------------ call ids
 
 def make_call_id(upstream_id: str | None, signature: str | None) -> str:
+    """The signature rides in URL-safe base64 without padding, so the id stays
+    within ``[A-Za-z0-9_-]`` (Anthropic clients validate tool ids against
+    that); Google's JSON parser reads either base64 alphabet for a bytes
+    field, so it goes back as is."""
     cid = upstream_id or f"call_{secrets.token_hex(8)}"
-    return f"{cid}{SIG_SEP}{signature}" if signature else cid
+    if not signature:
+        return cid
+    return f"{cid}{SIG_SEP}{signature.rstrip('=').replace('+', '-').replace('/', '_')}"
 
 
 def split_call_id(call_id: str) -> tuple[str, str | None]:
@@ -230,7 +236,9 @@ def request_body(req: ChatRequest, *, include_thoughts: bool = False) -> dict[st
         schema = (rf.get("json_schema") or {}).get("schema")
         if isinstance(schema, dict):
             gen["responseJsonSchema"] = schema
-    if include_thoughts or req.reasoning_effort:
+    if req.reasoning_effort == "none":
+        gen["thinkingConfig"] = {"thinkingBudget": 0}
+    elif include_thoughts or req.reasoning_effort:
         thinking: dict[str, Any] = {"includeThoughts": True}
         if req.reasoning_effort in ("minimal", "low", "medium", "high"):
             thinking["thinkingLevel"] = req.reasoning_effort
