@@ -32,7 +32,8 @@ from ..core import (
     Usage,
 )
 from . import sse
-from .validate import expect_dict, expect_list, expect_str, optional
+from .openai_chat import _tools as chat_tools
+from .validate import expect_dict, expect_int, expect_list, expect_number, expect_str, optional
 
 HEADERS: list[tuple[bytes, bytes]] = [(b"x-vercel-ai-ui-message-stream", b"v1")]
 FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool-calls", "content_filter": "content-filter",
@@ -136,7 +137,14 @@ def decode_request(body: Any) -> ChatRequest:
         _message(m, i, messages)
     if not messages:
         raise BadRequest("messages must not be empty", param="messages")
-    return ChatRequest(model=model, messages=messages)
+    # extras a ``DefaultChatTransport`` may send through its ``body`` option
+    system = optional(body.get("system"), expect_str, "system")
+    if system:
+        messages.insert(0, Message.of("system", system))
+    return ChatRequest(model=model, messages=messages, tools=chat_tools(body),
+                       temperature=optional(body.get("temperature"), expect_number, "temperature"),
+                       max_tokens=optional(body.get("maxOutputTokens", body.get("max_tokens")), expect_int,
+                                           "maxOutputTokens"))
 
 
 # ------------------------------------------------------------------- encoding

@@ -15,6 +15,7 @@ and unsigned reasoning (OpenAI-compatible upstreams) is not sent.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -251,7 +252,9 @@ def _stop_reason(reason: str | None, raw: str | None) -> str:
 class Encoder:
     """Canonical event batches → Anthropic Messages SSE, one write per batch."""
 
-    def __init__(self, body: dict[str, Any], req: ChatRequest) -> None:
+    def __init__(self, body: dict[str, Any], req: ChatRequest, *,
+                 ids: Callable[[str], str] | None = None) -> None:
+        self.ids = ids or (lambda prefix: f"{prefix}_{uuid.uuid4().hex[:24]}")
         self.model = req.model
         self.prompt_tokens = estimate_tokens(prompt_chars(req))
         self.seq = Sequencer()
@@ -315,7 +318,7 @@ class Encoder:
         if self.started:
             return
         self.started = True
-        self.msg_id = _msg_id(response_id)
+        self.msg_id = response_id if response_id.startswith("msg_") else self.ids("msg")
         msg = {"id": self.msg_id, "type": "message", "role": "assistant", "model": self.model, "content": [],
                "stop_reason": None, "stop_sequence": None,
                "usage": {"input_tokens": self.prompt_tokens, "cache_creation_input_tokens": 0,

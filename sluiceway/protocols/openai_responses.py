@@ -435,6 +435,13 @@ class Encoder:
         self.done = True
 
     def _fail(self, out: list[bytes], code: str, message: str, status: int) -> None:
+        o, self.open = self.open, None
+        if o is not None:  # keep what was streamed of the open item, marked incomplete
+            text = "".join(o.parts)
+            self.output[o.index] = (
+                _message_item(o.id, "incomplete", [_text_part(text)]) if o.kind == "text"
+                else _reasoning_item(o.id, text) if o.kind == "reasoning"
+                else _call_item(o.id, "incomplete", o.call_id, o.name, text))
         self._ev(out, "error", code=code, message=message, param=None)
         self.final = self.shell.build(self.rid, self.created, "failed", self.output,
                                       error={"code": _failed_code(status, code), "message": message})
