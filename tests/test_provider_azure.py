@@ -152,6 +152,19 @@ def test_http_errors_map_to_sdk_errors(upstream, client, status, body, exc):
         assert info.value.response.headers["retry-after"] == "12"
 
 
+def test_server_error_mid_stream_raises_after_partial_text(upstream, client):
+    upstream.add("midfail-dep", azure_stream(["partial"])[:3] + [sse({"error": {
+        "message": "The server had an error processing your request.", "type": "server_error", "param": None,
+        "code": None}})])
+    got = []
+    with pytest.raises(openai.APIError) as info:
+        for c in client.chat.completions.create(model="az/midfail-dep", stream=True,
+                                                messages=[{"role": "user", "content": "x"}]):
+            if c.choices and c.choices[0].delta.content:
+                got.append(c.choices[0].delta.content)
+    assert got == ["partial"] and "server had an error" in str(info.value)
+
+
 def test_closing_client_stream_closes_upstream_within_1s(upstream, client):
     upstream.add("slow-dep", azure_stream(["first"])[:3] + [HANG])
     stream = client.chat.completions.create(model="az/slow-dep", stream=True,
