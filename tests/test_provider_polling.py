@@ -40,7 +40,7 @@ class TaskAPI:
     model named in the body; each ``GET /v1/tasks/{id}`` returns the next
     scripted status document (the last one repeats); ``POST
     /v1/tasks/{id}/cancel`` records the cancel. A step is a dict (200 JSON),
-    ``(status, dict)``, or raw bytes."""
+    ``(status, dict[, headers])``, or raw bytes."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -98,7 +98,7 @@ class TaskAPI:
         if isinstance(step, bytes):
             return web.Response(body=step, content_type="application/json")
         if isinstance(step, tuple):
-            return web.json_response(step[1], status=step[0])
+            return web.json_response(step[1], status=step[0], headers=step[2] if len(step) > 2 else None)
         return web.json_response(step)
 
     async def _cancel(self, request: web.Request) -> web.Response:
@@ -239,10 +239,30 @@ def test_failed_task_is_an_error_with_its_message(api, client):
     assert not any(t.startswith("task-fails-") for t in api.cancelled)
 
 
-def test_transient_poll_failures_are_retried(api, client):
-    api.scripts["flaky"] = [running("a"), (503, {"error": "busy"}), (429, {"error": "slow down"}), done("abc")]
+def test_transient_poll_failures_are_retried_honouring_retry_after(api, client):
+    api.scripts["flaky"] = [running("a"), (503, {"error": "busy"}), (504, {"error": "gateway"}),
+                            (429, {"error": "slow down"}, {"retry-after": "0.3"}), done("abc")]
     deltas, _, _ = stream_deltas(client, "flaky")
     assert "".join(deltas) == "abc"
+    polls = api.polls("flaky")
+    assert len(polls) == 5
+    assert polls[4].at - polls[3].at >= 0.29  # waited as long as the 429 asked, not the 0.05 s interval
+
+
+def test_too_many_poll_failures_end_the_stream(api, client):
+    api.scripts["down"] = [running("a"), (503, {"error": "still busy"})]
+    with pytest.raises(openai.APIError) as info:
+        list(client.chat.completions.create(model="task/down", messages=user(), stream=True))
+    assert "still busy" in str(info.value)
+    assert len(api.polls("down")) == 5  # one good poll, then max_poll_errors (3) retries and the last failure
+
+
+def test_task_gone_is_not_retried(api, client):
+    api.scripts["gone"] = [running("a"), (404, {"error": "task expired"})]
+    with pytest.raises(openai.APIError) as info:
+        list(client.chat.completions.create(model="task/gone", messages=user(), stream=True))
+    assert "task expired" in str(info.value)
+    assert len(api.polls("gone")) == 2
 
 
 @pytest.mark.parametrize(("status", "exc"), [

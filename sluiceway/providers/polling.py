@@ -35,6 +35,7 @@ from ..core import (
     Deadlines,
     Event,
     EventBuilder,
+    RateLimited,
     Timeout,
     UpstreamError,
     UpstreamUnavailable,
@@ -301,21 +302,23 @@ class PollingProvider:
                 got_token = True
                 next_at = loop.time() + deadline.idle if deadline.idle else None
             yield out
+            pause = s.interval
             while not finished:
                 when, kind = limit()
-                delay = s.interval if when is None else min(s.interval, max(0.0, when - loop.time()))
+                delay = pause if when is None else min(pause, max(0.0, when - loop.time()))
                 await asyncio.sleep(delay)
                 if when is not None and loop.time() >= when:
                     raise Timeout(f"{self.name}: upstream {kind} timeout (task {task_id})", provider=self.name)
                 try:
                     doc = await self._poll(self.task_url(s.status_url, task_id), when)
-                except (UpstreamUnavailable, UpstreamError) as e:
+                except (UpstreamUnavailable, UpstreamError, RateLimited) as e:
                     poll_errors += 1
                     if poll_errors > s.max_poll_errors:
                         raise
                     log.warning("%s: poll of task %s failed (%s), retrying", self.name, task_id, e.message)
+                    pause = max(s.interval, getattr(e, "retry_after", None) or 0.0)  # honour Retry-After
                     continue
-                poll_errors = 0
+                poll_errors, pause = 0, s.interval
                 out = []
                 if apply(doc, out):
                     got_token = True
@@ -345,9 +348,9 @@ class PollingProvider:
         if status >= 400:
             err = error_from_status(status, f"{self.name}: {error_message(body)}", retry_after=retry_after,
                                     provider=self.name)
-            if status == 429 or status >= 500:
+            if status >= 500 and not isinstance(err, UpstreamUnavailable):
                 raise UpstreamUnavailable(err.message, provider=self.name)  # transient: retried
-            raise err
+            raise err  # 429 (RateLimited) and 5xx are retried by the loop; other 4xx end the stream
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
