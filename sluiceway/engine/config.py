@@ -77,6 +77,7 @@ class ServerConfig(BaseModel):
     port: int = 8000
     api_keys: list[str] = Field(default_factory=list)
     keepalive: float = 15.0  # seconds of silence before an SSE comment; 0 = never
+    stall_timeout: float = 60.0  # drop a client that accepts no bytes for this long; 0 = never
     max_body_bytes: int = 16 * 1024 * 1024
     cors_origins: list[str] = Field(default_factory=list)
 

@@ -52,7 +52,8 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         return error_response(internal_error())
     observer = StreamObserver(state.gateway.metrics, "openai-chat", req.model, t0)
     if openai_chat.wants_stream(body):
-        return SSEResponse(opened, openai_chat.Encoder(body, req.model), keepalive=state.keepalive, tap=observer)
+        return SSEResponse(opened, openai_chat.Encoder(body, req.model), keepalive=state.keepalive,
+                           stall_timeout=state.stall_timeout, tap=observer)
     outcome = "complete"
     try:
         completion = await until_disconnect(request.receive, fold(opened.batches()))

@@ -27,3 +27,7 @@ class AppState:
     @property
     def keepalive(self) -> float:
         return self.config.server.keepalive
+
+    @property
+    def stall_timeout(self) -> float:
+        return self.config.server.stall_timeout

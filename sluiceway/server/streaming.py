@@ -75,13 +75,17 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
 
 class SSEResponse:
     def __init__(self, opened: Opened, encoder: Encoder, *, keepalive: float = 15.0,
-                 headers: list[tuple[bytes, bytes]] | None = None, tap: Tap | None = None) -> None:
+                 headers: list[tuple[bytes, bytes]] | None = None, tap: Tap | None = None,
+                 stall_timeout: float = 60.0) -> None:
         self.opened = opened
         self.encoder = encoder
         self.keepalive = keepalive
+        self.stall_timeout = stall_timeout
         self.headers = sse.HEADERS + (headers or [])
         self.tap = tap
-        self._last = 0.0
+        self._last = 0.0  # when the last write was handed to the server
+        self._blocked = 0.0  # when the current write started waiting for the client (0: not waiting)
+        self._stalled = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
@@ -98,49 +102,77 @@ class SSEResponse:
                 self.tap.end(outcome)
 
     async def _pump(self, send: Send) -> None:
+        """Backpressure: ``send`` waits while the client's socket buffer is
+        full, so a slow reader slows our upstream reads (and TCP slows the
+        upstream) instead of growing a buffer. A client that stops reading
+        for ``stall_timeout`` is dropped and its upstream closed."""
         loop = asyncio.get_running_loop()
         enc, tap = self.encoder, self.tap
         self._last = loop.time()
-        ka = asyncio.ensure_future(self._keepalive(send)) if self.keepalive > 0 else None
+        watch = asyncio.ensure_future(self._watchdog(send, asyncio.current_task())) \
+            if self.keepalive > 0 or self.stall_timeout > 0 else None
         try:
-            if tap is not None:
-                tap.batch(self.opened.first)
-            await send({"type": "http.response.body", "body": enc.feed(self.opened.first), "more_body": True})
-            self._last = loop.time()
-            try:
-                async for batch in self.opened.rest:
-                    if tap is not None:
-                        tap.batch(batch)
-                    data = enc.feed(batch)
-                    if data:
-                        self._last = loop.time()
-                        await send({"type": "http.response.body", "body": data, "more_body": True})
-                if not enc.done:
-                    raise SluicewayError("upstream stream ended without a finish event", code="upstream_error")
-            except OSError:
+            await self._relay(send, loop, enc, tap)
+        except asyncio.CancelledError:
+            if not self._stalled:
                 raise
-            except Exception as e:
-                if isinstance(e, SluicewayError):
-                    err = e
-                else:
-                    log.exception("stream failed")
-                    err = SluicewayError("internal error while streaming", code="internal_error")
-                ev: list[Event] = [Error(err.code, err.message, err.retryable, err.status)]
-                if tap is not None:
-                    tap.batch(ev)
-                await send({"type": "http.response.body", "body": enc.feed(ev), "more_body": True})
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            log.warning("client stopped reading for %.0fs; dropped and upstream closed", self.stall_timeout)
+            return
         finally:
-            if ka is not None:
-                ka.cancel()
+            if watch is not None:
+                watch.cancel()
             await self.opened.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _keepalive(self, send: Send) -> None:
+    async def _write(self, send: Send, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        self._last = self._blocked = loop.time()
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+        self._blocked = 0.0
+
+    async def _relay(self, send: Send, loop: asyncio.AbstractEventLoop, enc: Encoder, tap: Tap | None) -> None:
+        if tap is not None:
+            tap.batch(self.opened.first)
+        await self._write(send, enc.feed(self.opened.first), loop)
+        try:
+            async for batch in self.opened.rest:
+                if tap is not None:
+                    tap.batch(batch)
+                data = enc.feed(batch)
+                if data:
+                    await self._write(send, data, loop)
+            if not enc.done:
+                raise SluicewayError("upstream stream ended without a finish event", code="upstream_error")
+        except OSError:
+            raise
+        except Exception as e:
+            if isinstance(e, SluicewayError):
+                err = e
+            else:
+                log.exception("stream failed")
+                err = SluicewayError("internal error while streaming", code="internal_error")
+            ev: list[Event] = [Error(err.code, err.message, err.retryable, err.status)]
+            if tap is not None:
+                tap.batch(ev)
+            await self._write(send, enc.feed(ev), loop)
+
+    async def _watchdog(self, send: Send, pump: asyncio.Task | None) -> None:
+        """One timer per stream, nothing per chunk: sends a keep-alive comment
+        after ``keepalive`` seconds of silence, and drops a client whose
+        socket has not accepted a write for ``stall_timeout`` seconds."""
         loop = asyncio.get_running_loop()
+        ka, stall = self.keepalive, self.stall_timeout
         while True:
-            wait = self._last + self.keepalive - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            now = loop.time()
+            if self._blocked:
+                if stall > 0 and now - self._blocked >= stall and pump is not None:
+                    self._stalled = True
+                    pump.cancel()
+                    return
+                await asyncio.sleep(min(1.0, stall) if stall > 0 else 1.0)
                 continue
-            self._last = loop.time()
-            await send({"type": "http.response.body", "body": sse.KEEPALIVE, "more_body": True})
+            wait = self._last + ka - now if ka > 0 else 1.0
+            if wait > 0:
+                await asyncio.sleep(min(wait, stall) if stall > 0 else wait)
+                continue
+            await self._write(send, sse.KEEPALIVE, loop)
