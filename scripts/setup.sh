@@ -11,3 +11,12 @@ fi
 # llama-cpp-python builds llama.cpp from source the first time (~10 min on 2 cores); pip caches the wheel.
 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
   .venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
+# The web UI's browser libraries (marked, DOMPurify, highlight.js), pinned by sluiceway/web/package-lock.json.
+if [ -f sluiceway/web/node_modules/.package-lock.json ] \
+  && [ sluiceway/web/node_modules/.package-lock.json -nt sluiceway/web/package-lock.json ]; then
+  :  # up to date
+elif command -v npm >/dev/null; then
+  npm ci --prefix sluiceway/web --no-audit --no-fund --loglevel=error >/dev/null
+else
+  echo "setup: npm not found; the web UI will render replies as plain text" >&2
+fi

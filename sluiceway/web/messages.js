@@ -106,7 +106,7 @@ export class AssistantView {
     if (this.wasThinking && !live && m.status === "streaming") this.thinking.open = false; // answer began: fold it away
     this.wasThinking = live;
     this.thinking.classList.toggle("live", live);
-    const secs = m.reasoningMs ? ` for ${(m.reasoningMs / 1000).toFixed(1)} s` : "";
+    const secs = m.reasoningMs >= 100 ? ` for ${(m.reasoningMs / 1000).toFixed(1)} s` : "";
     this.thinkingSummary.textContent = live ? "Thinking…" : `Thought${secs}`;
     if (this.thinkingText.textContent !== m.reasoning) this.thinkingText.textContent = m.reasoning;
   }
