@@ -178,9 +178,21 @@ class Hub:
         self.disconnect = disconnect
         self.shutdown_grace = shutdown_grace
         self.runs: dict[str, Run] = {}  # active runs owned by this process
+        self._chores: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
         await self.log.open(self._stop_requested)
+
+    def every(self, seconds: float, chore: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``chore`` every ``seconds`` until the hub closes (errors are logged)."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await chore()
+                except Exception:
+                    log.exception("hub chore failed")
+        self._chores.append(asyncio.create_task(loop(), name="hub-chore"))
 
     async def start(self, run_id: str, open_: Callable[[], Awaitable[Source]], observer: Observer,
                     meta: dict[str, Any] | None = None) -> Run:
@@ -241,6 +253,8 @@ class Hub:
     async def aclose(self) -> None:
         """Graceful shutdown: let active runs finish for ``shutdown_grace``
         seconds, then stop the rest (each is saved as interrupted)."""
+        for t in self._chores:
+            t.cancel()
         active = [r for r in self.runs.values() if not r.done.is_set()]
         if active and self.shutdown_grace > 0:
             await asyncio.wait([asyncio.ensure_future(r.done.wait()) for r in active],

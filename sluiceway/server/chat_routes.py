@@ -62,11 +62,9 @@ async def startup(state: AppState) -> None:
     hub = Hub(runlog, disconnect=cfg.runs.disconnect, shutdown_grace=cfg.runs.shutdown_grace)
     try:
         await hub.open()
-        stuck = await store.streaming_messages()
-        live = await runlog.live_among(stuck)  # another replica may still be running some
-        n = await store.interrupt_streaming([m for m in stuck if m not in live])
-        if n:
-            log.warning("%d answer(s) left streaming by an earlier process marked interrupted", n)
+        await sweep_orphans(store, hub)
+        if redis_url:  # a crashed replica's runs stop looking live only after their heartbeat TTL
+            hub.every(runlog.live_ttl, lambda: sweep_orphans(store, hub))
         if cfg.store.traces and cfg.store.trace_retention_days > 0:
             await store.prune_traces(timedelta(days=cfg.store.trace_retention_days))
     except BaseException:
@@ -74,6 +72,17 @@ async def startup(state: AppState) -> None:
         await store.close()
         raise
     state.store, state.hub = store, hub
+
+
+async def sweep_orphans(store: Store, hub: Hub) -> int:
+    """Answers left ``streaming`` whose run is not running anywhere (their
+    process died) become ``interrupted``, keeping the text checkpointed so far."""
+    stuck = [m for m in await store.streaming_messages() if m not in hub.runs]
+    live = await hub.log.live_among(stuck)  # another replica may still be running some
+    n = await store.interrupt_streaming([m for m in stuck if m not in live])
+    if n:
+        log.warning("%d answer(s) left streaming by a process that died marked interrupted", n)
+    return n
 
 
 async def shutdown(state: AppState) -> None:
