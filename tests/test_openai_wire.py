@@ -33,9 +33,10 @@ def test_text_blocks_are_opened_and_closed_around_deltas():
 
 
 def test_azure_first_chunk_with_empty_choices_and_filter_results():
-    evs = run([{"id": "c", "model": "m", "choices": [], "prompt_filter_results": [{"prompt_index": 0}]},
+    evs = run([{"id": "", "model": "", "created": 0, "choices": [], "prompt_filter_results": [{"prompt_index": 0}]},
                ch({"content": "ok"}), ch({}, "stop")])
     assert "".join(e.delta for e in evs if e.type == "text-delta") == "ok"
+    assert evs[0].type == "start" and evs[0].response_id == "c1"  # the real id, not the preamble's blank
 
 
 def test_reasoning_then_text_switches_blocks():

@@ -171,6 +171,8 @@ class ChunkAdapter:
             raise inband_error(chunk["error"])
         b = self.b
         if not b.started:
+            if not chunk.get("choices") and not chunk.get("id"):
+                return  # Azure's content-filter preamble: no id yet, nothing to say
             b.start(out, str(chunk.get("id") or "chatcmpl"), str(chunk.get("model") or ""),
                     chunk.get("created") if isinstance(chunk.get("created"), int) else None)
         usage = chunk.get("usage")
