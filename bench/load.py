@@ -139,3 +139,44 @@ class RSSSampler:
             self.peak[pid] = max(self.peak[pid], rss_mb(pid))
         if self._task is not None:
             self._task.cancel()
+
+
+def core_busy(core: int) -> float:
+    """Seconds core ``core`` has spent not idle since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{core} "):
+                v = [int(x) for x in line.split()[1:]]
+                return (sum(v[:8]) - v[3] - v[4]) / TICK  # minus idle and iowait
+    return 0.0
+
+
+class Noise:
+    """How much of each core went to processes other than ours during a block:
+    the figures are only as good as this is small."""
+
+    def __init__(self, cores: list[int], pids: list[int]) -> None:
+        self.cores, self.pids = cores, pids
+        self.share: dict[int, float] = {}
+
+    def _ours(self) -> float:
+        total = 0.0
+        for pid in self.pids:
+            try:
+                total += cpu_seconds(pid)
+            except OSError:
+                pass
+        return total
+
+    def __enter__(self) -> Noise:
+        self._t = time.monotonic()
+        self._busy = {c: core_busy(c) for c in self.cores}
+        self._ours0 = self._ours()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = max(time.monotonic() - self._t, 1e-9)
+        ours = self._ours() - self._ours0
+        busy = sum(core_busy(c) - self._busy[c] for c in self.cores)
+        # Our processes are pinned, so whatever else kept these cores busy is foreign.
+        self.foreign = max(0.0, busy - ours) / wall  # in cores

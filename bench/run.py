@@ -35,6 +35,7 @@ from . import load
 from .fake_upstream import run_fast
 
 HERE = Path(__file__).resolve().parent
+SIDES = ("direct", "passthrough", "gateway")
 RESULTS = HERE / "results"
 
 
@@ -46,7 +47,8 @@ class Sizes:
     cpu_interval: int
     tput_streams: int
     tput_chunks: int  # chunks per stream, as fast as possible
-    tput_seconds: float
+    tput_seconds: float  # per round; sides alternate and each figure is the median of the rounds
+    rounds: int
     slow_streams: int
     slow_chunks: int  # one every slow_interval ms
     slow_interval: int
@@ -54,11 +56,11 @@ class Sizes:
     chunk_chars: int = 16
 
 
-FULL = Sizes(ttft_requests=1000, cpu_streams=50, cpu_chunks=600, cpu_interval=5, tput_streams=50,
-             tput_chunks=500, tput_seconds=10.0, slow_streams=1000, slow_chunks=100, slow_interval=100,
+FULL = Sizes(ttft_requests=1000, cpu_streams=50, cpu_chunks=400, cpu_interval=5, tput_streams=50,
+             tput_chunks=500, tput_seconds=4.0, rounds=3, slow_streams=1000, slow_chunks=100, slow_interval=100,
              abandoned=50)
-QUICK = Sizes(ttft_requests=150, cpu_streams=20, cpu_chunks=300, cpu_interval=5, tput_streams=50,
-              tput_chunks=200, tput_seconds=3.0, slow_streams=300, slow_chunks=30, slow_interval=100,
+QUICK = Sizes(ttft_requests=150, cpu_streams=20, cpu_chunks=200, cpu_interval=5, tput_streams=50,
+              tput_chunks=200, tput_seconds=2.0, rounds=1, slow_streams=300, slow_chunks=30, slow_interval=100,
               abandoned=20)
 
 
@@ -106,16 +108,17 @@ class Bench:
         self.z = sizes
         self.profile = profile
         cores = sorted(os.sched_getaffinity(0))
+        self.cores = cores[:2]
         self.client_core = cores[0] if len(cores) >= 2 else None
         self.gateway_core = cores[1] if len(cores) >= 2 else None
-        self.up_port, self.gw_port = free_port(), free_port()
+        self.up_port, self.gw_port, self.pt_port = free_port(), free_port(), free_port()
         self.up_url = f"http://127.0.0.1:{self.up_port}"
-        self.direct = f"{self.up_url}/v1/chat/completions"
-        self.gateway = f"http://127.0.0.1:{self.gw_port}/v1/chat/completions"
+        self.urls = {side: f"http://127.0.0.1:{port}/v1/chat/completions" for side, port in
+                     (("direct", self.up_port), ("passthrough", self.pt_port), ("gateway", self.gw_port))}
         self.tmp = Path(tempfile.mkdtemp(prefix="sluiceway-bench-"))
         self.procs: list[subprocess.Popen] = []
         self.results: dict = {"sizes": sizes.__dict__, "cores": {"client+upstream": self.client_core,
-                                                                 "gateway": self.gateway_core}}
+                                                                 "gateway+passthrough": self.gateway_core}}
 
     # -- processes ----------------------------------------------------------
     def start(self) -> None:
@@ -138,7 +141,13 @@ class Bench:
         self.gw = subprocess.Popen(self.gw_cmd, cwd=self.tmp, preexec_fn=pinned(self.gateway_core),
                                    stdout=self.gw_log.open("wb"), stderr=subprocess.STDOUT)
         self.procs.append(self.gw)
+        self.pt = subprocess.Popen([sys.executable, "-m", "bench.passthrough", "--port", str(self.pt_port),
+                                    "--upstream", self.up_url], cwd=HERE.parent,
+                                   preexec_fn=pinned(self.gateway_core), stdout=subprocess.DEVNULL)
+        self.procs.append(self.pt)
         wait_http(f"http://127.0.0.1:{self.gw_port}/v1/models", self.gw)
+        wait_http(f"http://127.0.0.1:{self.pt_port}/v1/models", self.pt)
+        self.pids = {"gateway": self.gw.pid, "passthrough": self.pt.pid}
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -158,7 +167,11 @@ class Bench:
         return m if side == "direct" else f"up/{m}"
 
     def url(self, side: str) -> str:
-        return self.direct if side == "direct" else self.gateway
+        return self.urls[side]
+
+    def proxy_cpu(self, side: str) -> float:
+        """CPU of whatever sits between client and upstream (nothing, for direct)."""
+        return load.cpu_seconds(self.pids[side]) if side in self.pids else 0.0
 
     async def upstream_leftover(self) -> int:
         """Streams the upstream is still serving once the clients are done."""
@@ -173,17 +186,17 @@ class Bench:
     async def check(self, s) -> None:
         """Both sides must deliver the same text and usage before we time them."""
         out = {}
-        for side in ("direct", "gateway"):
+        for side in SIDES:
             text, usage, done = await load.full_text(s, self.url(side), self.model(side, 20))
             out[side] = (text, (usage or {}).get("completion_tokens"), done)
-        if out["direct"] != out["gateway"] or not out["direct"][2]:
-            raise SystemExit(f"sanity check failed: direct {out['direct']!r} vs gateway {out['gateway']!r}")
+        if len(set(out.values())) != 1 or not out["direct"][2]:
+            raise SystemExit(f"sanity check failed: the sides disagree: {out!r}")
 
     async def ttft(self, s) -> None:
-        times: dict[str, list[float]] = {"direct": [], "gateway": []}
+        times: dict[str, list[float]] = {side: [] for side in SIDES}
         errors = dict.fromkeys(times, 0)
         for i in range(self.z.ttft_requests + 20):
-            for side in ("direct", "gateway"):  # interleaved, so drift hits both sides alike
+            for side in SIDES:  # interleaved, so drift hits both sides alike
                 r = await load.stream(s, self.url(side), self.model(side, 5), min_frames=5)
                 if not r.ok or r.ttft is None:
                     errors[side] += 1
@@ -191,8 +204,9 @@ class Bench:
                     times[side].append(r.ttft * 1000)
         res = {side: {"p50": pct(v, 50), "p99": pct(v, 99), "mean": statistics.fmean(v) if v else None,
                       "errors": errors[side]} for side, v in times.items()}
-        res["added_p50"] = res["gateway"]["p50"] - res["direct"]["p50"]
-        res["added_p99"] = res["gateway"]["p99"] - res["direct"]["p99"]
+        for side in ("passthrough", "gateway"):
+            res[side]["added_p50"] = res[side]["p50"] - res["direct"]["p50"]
+            res[side]["added_p99"] = res[side]["p99"] - res["direct"]["p99"]
         self.results["ttft_ms"] = res
 
     async def many(self, s, side: str, streams: int, n: int, interval: int, seconds: float = 0.0,
@@ -229,28 +243,36 @@ class Bench:
         read, as real token streams arrive)."""
         z = self.z
         res = {}
-        for side in ("direct", "gateway"):
-            c0, g0, u0 = time.process_time(), load.cpu_seconds(self.gw.pid), load.cpu_seconds(self.up.pid)
+        for side in SIDES:
+            c0, g0, u0 = time.process_time(), self.proxy_cpu(side), load.cpu_seconds(self.up.pid)
             run = await self.many(s, side, z.cpu_streams, z.cpu_chunks, z.cpu_interval)
-            c1, g1, u1 = time.process_time(), load.cpu_seconds(self.gw.pid), load.cpu_seconds(self.up.pid)
+            c1, g1, u1 = time.process_time(), self.proxy_cpu(side), load.cpu_seconds(self.up.pid)
             k = max(run["chunks"], 1) / 1000
-            res[side] = {**run, "client_cpu_per_1k": (c1 - c0) / k, "gateway_cpu_per_1k": (g1 - g0) / k,
+            res[side] = {**run, "client_cpu_per_1k": (c1 - c0) / k, "proxy_cpu_per_1k": (g1 - g0) / k,
                          "upstream_cpu_per_1k": (u1 - u0) / k}
         res["leftover_upstream_streams"] = await self.upstream_leftover()
         self.results["cpu_paced"] = res
 
     async def throughput(self, s) -> None:
         z = self.z
-        res = {}
-        for side in ("direct", "gateway"):
-            c0, g0 = time.process_time(), load.cpu_seconds(self.gw.pid)
-            prof = self.start_profile() if side == "gateway" and self.profile else None
-            run = await self.many(s, side, z.tput_streams, z.tput_chunks, 0, seconds=z.tput_seconds)
-            c1, g1 = time.process_time(), load.cpu_seconds(self.gw.pid)
-            k = max(run["chunks"], 1) / 1000
-            res[side] = {**run, "client_cpu_per_1k": (c1 - c0) / k, "gateway_cpu_per_1k": (g1 - g0) / k}
-            if prof is not None:
-                self.finish_profile(prof)
+        rounds: dict[str, list[dict]] = {side: [] for side in SIDES}
+        for i in range(z.rounds):
+            for side in SIDES:
+                c0, g0 = time.process_time(), self.proxy_cpu(side)
+                prof = self.start_profile() if side == "gateway" and self.profile and i == 0 else None
+                run = await self.many(s, side, z.tput_streams, z.tput_chunks, 0, seconds=z.tput_seconds)
+                c1, g1 = time.process_time(), self.proxy_cpu(side)
+                k = max(run["chunks"], 1) / 1000
+                rounds[side].append({**run, "client_cpu_per_1k": (c1 - c0) / k, "proxy_cpu_per_1k": (g1 - g0) / k})
+                if prof is not None:
+                    self.finish_profile(prof)
+        res: dict = {}
+        for side, runs in rounds.items():
+            res[side] = {key: statistics.median(r[key] for r in runs) for key in
+                         ("chunks_per_s", "client_cpu_per_1k", "proxy_cpu_per_1k")}
+            res[side]["errors"] = sum(r["errors"] for r in runs)
+            res[side]["error_samples"] = [e for r in runs for e in r["error_samples"]][:5]
+            res[side]["rounds"] = [round(r["chunks_per_s"]) for r in runs]
         res["leftover_upstream_streams"] = await self.upstream_leftover()
         self.results["throughput"] = res
 
@@ -318,8 +340,11 @@ class Bench:
             for name, step in steps:
                 t = time.perf_counter()
                 print(f"… {name}", file=sys.stderr, flush=True)
-                await step(s)
-                print(f"  done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+                with load.Noise(self.cores, [os.getpid(), self.up.pid, *self.pids.values()]) as noise:
+                    await step(s)
+                self.results.setdefault("foreign_cpu_cores", {})[name] = round(noise.foreign, 3)
+                print(f"  done in {time.perf_counter() - t:.1f} s; other processes used {noise.foreign:.2f} "
+                      f"of our cores meanwhile", file=sys.stderr, flush=True)
 
 
 # -- report ---------------------------------------------------------------------
@@ -337,58 +362,80 @@ def fmt(x: float | int | None, digits: int = 2) -> str:
 
 
 def ratio(d: float | None, g: float | None) -> str:
-    if not d or not g or d != d or g != g:
+    if d is None or g is None or d != d or g != g or d <= 0 or g < 0:
         return "-"
     return f"{g / d:.2f}x"
 
 
 def table(r: dict) -> tuple[str, bool]:
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    """metric | direct | passthru | gateway | gateway/direct | gateway/passthru | target | verdict"""
+    rows: list[tuple[str, ...]] = []
     all_ok = True
 
-    def row(metric: str, d, g, target: str, ok: bool | None, digits: int = 2, show_ratio: bool = True) -> None:
+    def row(metric: str, d, p, g, target: str = "", ok: bool | None = None, digits: int = 2,
+            ratios: bool = True) -> None:
         nonlocal all_ok
         if ok is False:
             all_ok = False
-        rows.append((metric, fmt(d, digits), fmt(g, digits), ratio(d, g) if show_ratio else "-", target,
+        rows.append((metric, fmt(d, digits), fmt(p, digits), fmt(g, digits),
+                     ratio(d, g) if ratios else "-", ratio(p, g) if ratios else "-", target,
                      "" if ok is None else ("PASS" if ok else "FAIL")))
 
     t = r["ttft_ms"]
-    row("TTFT p50, 1 stream (ms)", t["direct"]["p50"], t["gateway"]["p50"], "", None, 3)
-    row("TTFT p99, 1 stream (ms)", t["direct"]["p99"], t["gateway"]["p99"], "", None, 3)
-    row("  added TTFT p50 (ms)", None, t["added_p50"], "<= 1 ms", t["added_p50"] <= 1.0, 3, False)
-    row("  added TTFT p99 (ms)", None, t["added_p99"], "", None, 3, False)
-    c = r["cpu_paced"]
-    row("CPU-s / 1000 chunks, paced (d: client)", c["direct"]["client_cpu_per_1k"],
-        c["gateway"]["gateway_cpu_per_1k"], "<= 0.03", c["gateway"]["gateway_cpu_per_1k"] <= 0.03, 4)
+    row("TTFT p50, 1 stream (ms)", t["direct"]["p50"], t["passthrough"]["p50"], t["gateway"]["p50"], digits=3)
+    row("TTFT p99, 1 stream (ms)", t["direct"]["p99"], t["passthrough"]["p99"], t["gateway"]["p99"], digits=3)
+    added = t["gateway"]["added_p50"]
+    row("  added TTFT p50 (ms)", None, t["passthrough"]["added_p50"], added, "<= 1 ms", added <= 1.0, 3, False)
+    row("  added TTFT p99 (ms)", None, t["passthrough"]["added_p99"], t["gateway"]["added_p99"], digits=3,
+        ratios=False)
     tp = r["throughput"]
-    row("CPU-s / 1000 chunks, flat out (d: client)", tp["direct"]["client_cpu_per_1k"],
-        tp["gateway"]["gateway_cpu_per_1k"], "", None, 4)
-    row("chunks/s at 50 streams", tp["direct"]["chunks_per_s"], tp["gateway"]["chunks_per_s"], ">= 25,000",
-        tp["gateway"]["chunks_per_s"] >= 25000, 0)
-    row("  errors", tp["direct"]["errors"], tp["gateway"]["errors"], "0", tp["gateway"]["errors"] == 0, 0, False)
+    cpu = tp["gateway"]["proxy_cpu_per_1k"]
+    row("CPU-s/1000 chunks, 50 streams flat out *", tp["direct"]["client_cpu_per_1k"],
+        tp["passthrough"]["proxy_cpu_per_1k"], cpu, "<= 0.03", cpu <= 0.03, 4)
+    c = r["cpu_paced"]
+    row(f"CPU-s/1000 chunks, paced {r['sizes']['cpu_interval']} ms *", c["direct"]["client_cpu_per_1k"],
+        c["passthrough"]["proxy_cpu_per_1k"], c["gateway"]["proxy_cpu_per_1k"], digits=4)
+    cps = tp["gateway"]["chunks_per_s"]
+    row("chunks/s at 50 streams", tp["direct"]["chunks_per_s"], tp["passthrough"]["chunks_per_s"], cps,
+        ">= 25,000", cps >= 25000, 0)
+    ceiling = [1000 / x if x else None for x in (tp["passthrough"]["proxy_cpu_per_1k"], cpu)]
+    row("  chunks per CPU-second (free-core ceiling)", None, ceiling[0], ceiling[1], ">= 25,000",
+        None if ceiling[1] is None else ceiling[1] >= 25000, 0)
+    errs = tp["gateway"]["errors"] + c["gateway"]["errors"]
+    row("  errors (both runs above)", tp["direct"]["errors"] + c["direct"]["errors"],
+        tp["passthrough"]["errors"] + c["passthrough"]["errors"], errs, "0", errs == 0, 0, False)
     s = r["slow"]
     n = r["sizes"]["slow_streams"]
-    row(f"{n} slow streams: errors", s["direct"]["errors"], s["gateway"]["errors"], "0",
+    row(f"{n} slow streams: errors", s["direct"]["errors"], None, s["gateway"]["errors"], "0",
         s["gateway"]["errors"] == 0, 0, False)
-    row(f"{n} slow streams: peak RSS MB (d: client)", s["direct"]["client_peak_rss_mb"],
-        s["gateway"]["gateway_peak_rss_mb"], "< 300", s["gateway"]["gateway_peak_rss_mb"] < 300, 1)
+    ideal = r["sizes"]["slow_chunks"] * r["sizes"]["slow_interval"] / 1000
+    row(f"{n} slow streams: wall time (ideal {ideal:.0f} s)", s["direct"]["seconds"], None, s["gateway"]["seconds"],
+        digits=1)
+    rss = s["gateway"]["gateway_peak_rss_mb"]
+    row(f"{n} slow streams: peak RSS MB **", s["direct"]["client_peak_rss_mb"], None, rss, "< 300", rss < 300, 1)
     a = r["abandoned"]
     m = r["sizes"]["abandoned"]
-    row(f"{m} abandoned: upstream close p50 (ms)", a["direct"]["p50_ms"], a["gateway"]["p50_ms"], "", None, 2)
-    row(f"{m} abandoned: upstream close max (ms)", a["direct"]["max_ms"], a["gateway"]["max_ms"], "<= 100",
-        a["gateway"]["max_ms"] <= 100 and a["gateway"]["not_cancelled_after_1s"] == 0, 2)
-    row(f"{m} abandoned: still open after 1 s", a["direct"]["not_cancelled_after_1s"],
+    row(f"{m} abandoned: upstream sees close p50 (ms)", a["direct"]["p50_ms"], None, a["gateway"]["p50_ms"])
+    row(f"{m} abandoned: upstream sees close max (ms)", a["direct"]["max_ms"], None, a["gateway"]["max_ms"],
+        "<= 100", a["gateway"]["max_ms"] <= 100 and a["gateway"]["not_cancelled_after_1s"] == 0)
+    row(f"{m} abandoned: still open upstream after 1 s", a["direct"]["not_cancelled_after_1s"], None,
         a["gateway"]["not_cancelled_after_1s"], "0", a["gateway"]["not_cancelled_after_1s"] == 0, 0, False)
     left = sum(r[k]["leftover_upstream_streams"] for k in ("cpu_paced", "throughput", "slow", "abandoned"))
-    row("upstream streams leaked", None, left, "0", left == 0, 0, False)
+    row("upstream streams left running at the end", None, None, left, "0", left == 0, 0, False)
 
-    head = ("metric", "direct", "gateway", "ratio", "target", "")
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(6)]
-    line = lambda cells: " | ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                    for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-    out = [line(head), "-+-".join("-" * w for w in widths)] + [line(x) for x in rows]
-    return "\n".join(out), all_ok
+    head = ("metric", "direct", "passthru", "gateway", "gw/direct", "gw/passthru", "target", "")
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    notes = ["*  CPU of the process in the middle; the direct column is the load client's own CPU, for scale.",
+             "   Flat out, one upstream read carries several chunks; paced, every chunk is its own read and write.",
+             "** the direct column is the load client holding the same streams itself."]
+    notes.append("The ceiling row is 1 / CPU per chunk: what one otherwise idle core would relay; it is "
+                 "informational (the bar is the measured row), but it survives a busy machine.")
+    return "\n".join([line(head), "-+-".join("-" * w for w in widths), *(line(x) for x in rows), "", *notes]), all_ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,6 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sluiceway benchmark ({'quick' if args.quick else 'full'}; client+upstream on core "
           f"{bench.client_core}, gateway on core {bench.gateway_core}; {r['wall_seconds']:.0f} s)")
     print(text)
+    foreign = r.get("foreign_cpu_cores", {})
+    if foreign:
+        print("other processes' CPU on our two cores (in cores; the less the better): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in foreign.items()))
     if r["gateway_log_errors"]:
         print("\ngateway log errors:\n  " + "\n  ".join(r["gateway_log_errors"]))
     out = Path(args.json)
