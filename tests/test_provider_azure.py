@@ -48,7 +48,7 @@ def test_chunk_adapter_skips_the_prompt_filter_chunk():
     a = ChunkAdapter()
     out: list = []
     a.feed(PROMPT_FILTER_CHUNK, out)
-    assert [e.type for e in out] == ["start"]
+    assert out == []  # nothing to say yet: the stream starts with the first chunk that has an id
     a.feed(azure_chunk({"content": "", "role": "assistant"}), out)
     a.feed(azure_chunk({"content": "Hi"}), out)
     a.feed(azure_chunk({}, "stop", filters={}), out)
