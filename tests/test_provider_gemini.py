@@ -205,23 +205,32 @@ def test_truncated_stream_is_an_error(upstream, client):
         list(client.chat.completions.create(model="gem/gem-cut", messages=user(), stream=True))
 
 
-def _gerr(code: int, status: str, message: str) -> str:
-    return json.dumps({"error": {"code": code, "message": message, "status": status}})
+KEY_INVALID = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}]
 
 
-@pytest.mark.parametrize(("status", "rpc", "message", "exc"), [
-    (400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", openai.AuthenticationError),
-    (400, "INVALID_ARGUMENT", "Invalid JSON payload", openai.BadRequestError),
-    (401, "UNAUTHENTICATED", "Request had invalid authentication credentials", openai.AuthenticationError),
-    (403, "PERMISSION_DENIED", "Permission denied on resource", openai.PermissionDeniedError),
-    (404, "NOT_FOUND", "models/nope is not found", openai.NotFoundError),
-    (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted", openai.RateLimitError),
-    (500, "INTERNAL", "An internal error has occurred", openai.InternalServerError),
-    (503, "UNAVAILABLE", "The model is overloaded", openai.InternalServerError),
+def _gerr(code: int, status: str, message: str, details: list | None = None) -> str:
+    err: dict = {"code": code, "message": message, "status": status}
+    if details is not None:
+        err["details"] = details
+    return json.dumps({"error": err})
+
+
+@pytest.mark.parametrize(("status", "rpc", "message", "details", "exc"), [
+    # Gemini says "bad key" with a 400 whose ErrorInfo reason is API_KEY_INVALID
+    (400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", KEY_INVALID,
+     openai.AuthenticationError),
+    (400, "INVALID_ARGUMENT", "Invalid JSON payload", None, openai.BadRequestError),
+    (401, "UNAUTHENTICATED", "Request had invalid authentication credentials", None, openai.AuthenticationError),
+    (403, "PERMISSION_DENIED", "Permission denied on resource", None, openai.PermissionDeniedError),
+    (404, "NOT_FOUND", "models/nope is not found", None, openai.NotFoundError),
+    (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted", None, openai.RateLimitError),
+    (500, "INTERNAL", "An internal error has occurred", None, openai.InternalServerError),
+    (503, "UNAVAILABLE", "The model is overloaded", None, openai.InternalServerError),
 ])
-def test_http_errors_map_to_sdk_exceptions(upstream, client, status, rpc, message, exc):
+def test_http_errors_map_to_sdk_exceptions(upstream, client, status, rpc, message, details, exc):
     name = f"gem-err-{status}-{len(message)}"
-    upstream.add(name, Script([_gerr(status, rpc, message)], status=status,
+    upstream.add(name, Script([_gerr(status, rpc, message, details)], status=status,
                               headers={"content-type": "application/json", "retry-after": "9"}))
     with pytest.raises(exc) as info:
         list(client.chat.completions.create(model=f"gem/{name}", messages=user(), stream=True))
@@ -229,6 +238,16 @@ def test_http_errors_map_to_sdk_exceptions(upstream, client, status, rpc, messag
     assert KEY not in info.value.message
     if status == 429:
         assert info.value.response.headers["retry-after"] == "9"
+
+
+def test_rate_limit_retry_delay_comes_from_retry_info(upstream, client):
+    details = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+               {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}]
+    upstream.add("gem-quota", Script([_gerr(429, "RESOURCE_EXHAUSTED", "Quota exceeded", details)], status=429,
+                                     headers={"content-type": "application/json"}))
+    with pytest.raises(openai.RateLimitError) as info:
+        list(client.chat.completions.create(model="gem/gem-quota", messages=user(), stream=True))
+    assert info.value.response.headers["retry-after"] == "37"
 
 
 def test_closing_client_stream_closes_upstream_within_1s(upstream, client):

@@ -6,6 +6,7 @@ would end up in access logs and in error messages).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -14,10 +15,10 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, Field, SecretStr
 
-from ..core import AuthError, BadRequest, ChatRequest, Deadlines, Event, SluicewayError, UpstreamError
+from ..core import ChatRequest, Deadlines, Event, SluicewayError, Timeout, UpstreamError, UpstreamUnavailable
 from .base import ModelInfo
-from .gemini_wire import ChunkAdapter, request_body
-from .http import DeadlineReader, new_session, open_stream
+from .gemini_wire import ChunkAdapter, http_error, request_body
+from .http import MAX_ERROR_BODY, DeadlineReader, new_session, parse_retry_after
 from .sse import SSEParser
 
 
@@ -63,15 +64,32 @@ class GeminiProvider:
         model = model.removeprefix("models/")
         return f"{self.base_url}/models/{quote(model, safe='')}:streamGenerateContent?alt=sse"
 
-    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+    async def _open(self, req: ChatRequest, deadline: Deadlines) -> aiohttp.ClientResponse:
+        """Send the request and wait for headers; error bodies are read here
+        (not in http.open_stream) because Gemini's carry the key-invalid
+        reason and the retry delay in ``error.details``."""
+        hdrs = {"content-type": "application/json", **self.headers()}
         try:
-            resp = await open_stream(self.session, self.stream_url(req.model), provider=self.name,
-                                     deadline=deadline, json=self.body(req), headers=self.headers())
-        except BadRequest as e:
-            # Gemini answers a bad key with 400 INVALID_ARGUMENT, not 401
-            if "API key not valid" in e.message or "API_KEY_INVALID" in e.message:
-                raise AuthError(e.message, provider=self.name) from None
-            raise
+            async with asyncio.timeout(deadline.first_token):
+                resp = await self.session.post(self.stream_url(req.model), data=orjson.dumps(self.body(req)),
+                                               headers=hdrs)
+        except TimeoutError:
+            raise Timeout(f"{self.name}: no response headers in time", provider=self.name) from None
+        except (aiohttp.ClientError, OSError) as e:
+            raise UpstreamUnavailable(f"{self.name}: cannot reach upstream ({type(e).__name__})",
+                                      provider=self.name) from None
+        if resp.status >= 400:
+            try:
+                body = await resp.content.read(MAX_ERROR_BODY)
+            except (aiohttp.ClientError, OSError):
+                body = b""
+            finally:
+                resp.release()
+            raise http_error(resp.status, body, parse_retry_after(resp.headers.get("retry-after")), self.name)
+        return resp
+
+    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+        resp = await self._open(req, deadline)
         adapter = ChunkAdapter(req, req.model)
         parser = SSEParser()
         reader = DeadlineReader(resp, deadline, self.name)

@@ -274,6 +274,41 @@ def inband_error(err: Any) -> SluicewayError:
     return cls(msg)
 
 
+def _duration(value: Any) -> float | None:
+    """A google.protobuf.Duration in JSON ("37s", "1.5s")."""
+    if isinstance(value, str) and value.endswith("s"):
+        try:
+            return max(0.0, float(value[:-1]))
+        except ValueError:
+            return None
+    return None
+
+
+def http_error(status: int, body: bytes, retry_after: float | None, provider: str) -> SluicewayError:
+    """An error response before the stream: Gemini says a bad key with 400
+    and reason API_KEY_INVALID, and how long to back off with a RetryInfo
+    detail rather than a Retry-After header."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, list) and doc:
+        doc = doc[0]
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(err, dict):
+        text = body.decode("utf-8", "replace").strip()[:2000] or f"HTTP {status}"
+        return error_from_status(status, f"{provider}: {text}", retry_after=retry_after, provider=provider)
+    msg = f"{provider}: {err.get('message') or err.get('status') or f'HTTP {status}'}"
+    for d in err.get("details") or ():
+        if not isinstance(d, dict):
+            continue
+        if d.get("reason") == "API_KEY_INVALID":
+            return AuthError(msg, provider=provider)
+        if retry_after is None and str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            retry_after = _duration(d.get("retryDelay"))
+    return error_from_status(status, msg, retry_after=retry_after, provider=provider)
+
+
 class ChunkAdapter:
     """Gemini stream chunks → canonical events, for one stream."""
 
