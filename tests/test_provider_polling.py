@@ -372,3 +372,24 @@ def test_fixture_dig_paths():
     doc = {"a": {"b": [{"c": 1}, {"c": 2}]}}
     assert dig(doc, "a.b.1.c") == 2 and dig(doc, "a.b.-1.c") == 2
     assert dig(doc, "a.x.c") is None and dig(doc, "a.b.5") is None and dig(doc, "") is None
+
+
+def test_submit_body_styles_and_extra_params():
+    base = {"submit_url": "http://x/t", "status_url": "http://x/t/{task_id}"}
+    req = ChatRequest(model="m", messages=[Message.of("system", "be brief"), Message.of("user", "hi")],
+                      stop=["END"], seed=1, extra={"priority": "low"})
+    p = PollingProvider("t", PollingSettings(**base, params={"stream": False, "seed": 99}))
+    assert p.submit_body(req) == {"stream": False, "model": "m", "seed": 1, "stop": ["END"], "priority": "low",
+                                  "messages": [{"role": "system", "content": "be brief"},
+                                               {"role": "user", "content": "hi"}]}
+    q = PollingProvider("t", PollingSettings(**base, body_style="prompt"))
+    assert q.submit_body(req)["prompt"] == "system: be brief\n\nuser: hi"
+    assert q.task_url("http://x/t/{task_id}/cancel", "42") == "http://x/t/42/cancel"
+
+
+def test_parse_status_states_case_insensitive():
+    p = PollingProvider("t", PollingSettings(submit_url="u", status_url="s", done_path="state",
+                                             done_values=["SUCCEEDED"], error_values=["FAILED"]))
+    assert p.parse_status({"state": "succeeded", "output": {"text": "x"}}) == ("x", None, "done")
+    assert p.parse_status({"state": "FAILED"})[2] == "failed"
+    assert p.parse_status({"state": "RUNNING", "output": {"text": 5}}) == (None, None, "running")
