@@ -76,6 +76,8 @@ class RunLog(Protocol):
 
     async def live_among(self, run_ids: list[str]) -> set[str]: ...
 
+    async def wait_ended(self, run_id: str) -> None: ...
+
     async def request_stop(self, run_id: str, reason: str) -> None: ...
 
     async def open(self, on_stop: Callable[[str, str], Awaitable[None]]) -> None: ...
@@ -146,6 +148,12 @@ class MemoryRunLog:
 
     async def live_among(self, run_ids: list[str]) -> set[str]:
         return {r for r in run_ids if await self.is_live(r)}
+
+    async def wait_ended(self, run_id: str) -> None:
+        r = self._runs.get(run_id)
+        if r is not None:
+            async for _ in self.read(run_id, len(r.entries)):
+                pass
 
     async def request_stop(self, run_id: str, reason: str) -> None:
         pass  # no other process can own a run
@@ -231,11 +239,9 @@ class Hub:
         if not await self.log.is_live(run_id):
             return False
         await self.log.request_stop(run_id, reason)
-        try:  # the owner appends the terminal entry after saving: wait for it
+        try:  # the owner appends the end only after saving: wait for it
             async with asyncio.timeout(wait_up_to):
-                async for _ in self.log.read(run_id, 1 << 62, heartbeat=1.0):
-                    if not await self.log.is_live(run_id):
-                        break
+                await self.log.wait_ended(run_id)
         except TimeoutError:
             log.warning("remote run %s did not end within %.1fs of stop", run_id, wait_up_to)
         return True

@@ -149,6 +149,12 @@ class RedisRunLog:
             found = await p.execute()
         return {r for r, ok in zip(run_ids, found, strict=True) if ok}
 
+    async def wait_ended(self, run_id: str) -> None:
+        last = await self.redis.xrevrange(self._key(run_id), count=1)
+        after = int(last[0][0].split(b"-", 1)[0]) - 1 if last else 0  # re-read the last entry: is it the end?
+        async for _ in self.read(run_id, after, heartbeat=1.0):
+            pass
+
     async def request_stop(self, run_id: str, reason: str) -> None:
         await self.redis.publish(self.prefix + "stop", f"{run_id} {reason}")
 
