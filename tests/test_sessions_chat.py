@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from .conftest import UPSTREAM_KEY
-from .upstream import DROP, HANG, chat_chunk, chat_text_stream, sse, usage_wire
+from .upstream import DROP, HANG, Script, chat_chunk, chat_text_stream, sse, usage_wire
 
 PIECES = ["Hel", "lo, ", "wor", "ld! ", "¿Qué? ", "日本語 ", "🙂"]
 TEXT = "".join(PIECES)
@@ -249,3 +249,26 @@ def test_concurrent_messages_to_one_session_keep_their_order(upstream, chat_serv
         by_id = {m["id"]: m for m in stored}
         assert by_id[r["message"]["id"]]["seq"] == by_id[r["user_message_id"]]["seq"] + 1
         assert by_id[r["message"]["id"]]["status"] == "complete"
+
+
+def test_upstream_refusal_before_first_token_is_saved_as_error(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-refused", Script([json.dumps({"error": {"message": "model overloaded", "type": "x"}})],
+                                     status=503, headers={"content-type": "application/json"}))
+    r = httpx.post(f"{srv.url}/chat", json={"message": "anyone?", "model": "up/c-refused"}, timeout=10)
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert "model overloaded" in body["error"]["message"]
+    assert body["message"]["status"] == "error"
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "again?", "session_id": body["session_id"],
+                                                               "model": "up/c-refused"}, timeout=10) as resp:
+        run, events = read_sse(resp)
+    assert [e["type"] for _, e in events] == ["error"]
+    stored = messages(srv, body["session_id"])
+    assert [(m["role"], m["status"]) for m in stored] == [
+        ("user", "complete"), ("assistant", "error"), ("user", "complete"), ("assistant", "error")]
+    assert stored[3]["error"]["message"].endswith("model overloaded")
+    # a failed answer is not sent back to the model as context
+    upstream.add("c-refused", chat_text_stream(["fine now"]))
+    httpx.post(f"{srv.url}/chat", json={"message": "third", "session_id": body["session_id"]}, timeout=10)
+    assert [m["role"] for m in upstream.last("c-refused").body["messages"]] == ["user", "user", "user"]

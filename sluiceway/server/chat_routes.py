@@ -28,7 +28,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..core import BadRequest, ChatRequest, Message, NotFound, RequestTooLarge, SluicewayError, TextPart
+from ..core import (
+    BadRequest,
+    ChatRequest,
+    Message,
+    NotFound,
+    RequestTooLarge,
+    SluicewayError,
+    TextPart,
+    UpstreamUnavailable,
+)
 from ..engine.hub import Hub, MemoryRunLog
 from ..protocols import sse
 from ..store import Store
@@ -212,7 +221,14 @@ async def start_chat(request: Request) -> Started:
         return rec.opened
 
     started = Started(turn.assistant["id"], turn.session, turn.user, turn.assistant)
-    await hub.start(started.run_id, open_, rec, meta=started.ids())
+    try:
+        await hub.start(started.run_id, open_, rec, meta=started.ids())
+    except Exception as e:  # e.g. Redis down: do not leave the placeholder streaming
+        log.exception("starting run %s failed", started.run_id)
+        err = UpstreamUnavailable("the run log is unavailable; try again", code="run_log_unavailable")
+        await store.finish_message(started.run_id, status="error", parts=[],
+                                   error={"code": err.code, "message": err.message, "status": err.status})
+        raise err from e
     return started
 
 

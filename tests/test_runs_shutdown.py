@@ -1,0 +1,56 @@
+"""SIGTERM: the real ``sluiceway serve`` process gives active runs
+``runs.shutdown_grace`` seconds, then saves them as interrupted with the text
+they had, closes their upstreams and exits cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import httpx
+import yaml
+
+from .test_runs_crash import Proc
+from .test_sessions_chat import messages, read_sse
+from .upstream import HANG, chat_chunk, free_port, sse
+
+
+def test_sigterm_saves_active_runs_as_interrupted(upstream, tmp_path):
+    model = f"term-{uuid.uuid4().hex[:8]}"
+    upstream.add(model, [sse(chat_chunk({"role": "assistant", "content": ""})),
+                         sse(chat_chunk({"content": "said before "})), sse(chat_chunk({"content": "SIGTERM"})), HANG])
+    config = tmp_path / "sluiceway.yaml"
+    config.write_text(yaml.safe_dump({
+        "embedded": False,
+        "providers": {"up": {"kind": "openai", "base_url": f"{upstream.url}/v1", "api_key": "sk-x"}},
+        # no checkpoint can fire during the test: whatever is saved, shutdown saved
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path}/term.db", "checkpoint_interval": 60},
+        "runs": {"shutdown_grace": 0.5},
+    }))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    port = free_port()
+    srv = Proc(config, port, env)
+    try:
+        with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "hi", "model": f"up/{model}"},
+                          timeout=10) as resp:
+            run, events = read_sse(resp, limit=3)
+        assert messages(srv, run["session_id"])[1]["text"] == ""  # not checkpointed yet
+        time.sleep(0.2)  # let "SIGTERM" arrive too
+        t0 = time.monotonic()
+        os.kill(srv.p.pid, signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the captured SIGTERM
+        assert srv.p.wait(15) in (0, -signal.SIGTERM)
+        assert b"Traceback" not in srv.p.stderr.read()
+        assert time.monotonic() - t0 < 10
+    finally:
+        srv.kill()
+    assert upstream.last(model).wait_closed(1.0)
+    srv = Proc(config, port, env)
+    try:
+        stored = messages(srv, run["session_id"])
+        assert [(m["role"], m["status"], m["text"]) for m in stored] == [
+            ("user", "complete", "hi"), ("assistant", "interrupted", "said before SIGTERM")]
+    finally:
+        srv.kill()
