@@ -13,6 +13,7 @@ protocol's in-stream error frame.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +25,9 @@ from starlette.routing import Route
 from ..core import ChatRequest, Completion, SluicewayError, fold
 from ..protocols import ai_sdk_ui, anthropic_messages, openai_responses, plain_sse
 from ..protocols import openai_chat as chat
-from .openai_routes import JSON, error_response, internal_error
-from .requests import check_api_key, read_json
+from .observe import StreamObserver
+from .openai_routes import CLIENT_GONE, JSON, error_response, internal_error
+from .requests import check_api_key, deadline_overrides, read_json
 from .state import AppState
 from .streaming import ClientGone, Encoder, SSEResponse, until_disconnect
 
@@ -45,6 +47,7 @@ class Protocol:
 
 
 async def serve(request: Request, proto: Protocol) -> Response | SSEResponse:
+    t0 = time.perf_counter()
     state: AppState = request.app.state.sluiceway
     try:
         if proto.check is not None:
@@ -52,25 +55,31 @@ async def serve(request: Request, proto: Protocol) -> Response | SSEResponse:
         check_api_key(request, state.api_keys)
         body = await read_json(request, state.config.server.max_body_bytes)
         req = proto.decode(body)
-        opened = await until_disconnect(request.receive, state.gateway.router.open(req))
+        opened = await until_disconnect(request.receive,
+                                        state.gateway.router.open(req, deadline_overrides(request)))
     except SluicewayError as e:
         return error_response(e, proto.encode_error)
     except ClientGone:
-        return Response(status_code=499)
+        return CLIENT_GONE
     except Exception:
         log.exception("%s request failed before streaming", proto.name)
         return error_response(internal_error(), proto.encode_error)
+    observer = StreamObserver(state.gateway.metrics, proto.name, req.model, t0)
     if proto.complete is None or proto.wants_stream(body):
         return SSEResponse(opened, proto.encoder(request, body, req), keepalive=state.keepalive,
-                           headers=list(proto.headers))
+                           headers=list(proto.headers), stall_timeout=state.stall_timeout, tap=observer)
+    outcome = "complete"
     try:
         completion = await until_disconnect(request.receive, fold(opened.batches()))
-    except SluicewayError as e:
-        return error_response(e, proto.encode_error)
     except ClientGone:
-        return Response(status_code=499)
+        outcome = "disconnect"
+        return CLIENT_GONE
+    except SluicewayError as e:
+        outcome = "error"
+        return error_response(e, proto.encode_error)
     finally:
         await opened.aclose()
+        observer.end(outcome)
     if completion.error is not None and not completion.text and not completion.tool_calls:
         return error_response(completion.error, proto.encode_error)
     return Response(proto.complete(completion, body, req), media_type=JSON)
@@ -79,21 +88,21 @@ async def serve(request: Request, proto: Protocol) -> Response | SSEResponse:
 # ------------------------------------------------------------------ protocols
 
 RESPONSES = Protocol(
-    "responses", openai_responses.decode_request, openai_responses.encode_error,
+    "openai-responses", openai_responses.decode_request, openai_responses.encode_error,
     lambda request, body, req: openai_responses.Encoder(body, req),
     openai_responses.wants_stream,
     lambda c, body, req: openai_responses.encode_completion(c, body, req),
 )
 
 MESSAGES = Protocol(
-    "messages", anthropic_messages.decode_request, anthropic_messages.encode_error,
+    "anthropic-messages", anthropic_messages.decode_request, anthropic_messages.encode_error,
     lambda request, body, req: anthropic_messages.Encoder(body, req),
     anthropic_messages.wants_stream,
     lambda c, body, req: anthropic_messages.encode_completion(c, req),
 )
 
 UI_CHAT = Protocol(
-    "ui-chat", ai_sdk_ui.decode_request, ai_sdk_ui.encode_error,
+    "ai-sdk-ui", ai_sdk_ui.decode_request, ai_sdk_ui.encode_error,
     lambda request, body, req: ai_sdk_ui.Encoder(body, req),
     headers=tuple(ai_sdk_ui.HEADERS),
 )
