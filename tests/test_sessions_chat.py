@@ -272,3 +272,20 @@ def test_upstream_refusal_before_first_token_is_saved_as_error(upstream, chat_se
     upstream.add("c-refused", chat_text_stream(["fine now"]))
     httpx.post(f"{srv.url}/chat", json={"message": "third", "session_id": body["session_id"]}, timeout=10)
     assert [m["role"] for m in upstream.last("c-refused").body["messages"]] == ["user", "user", "user"]
+
+
+def test_title_generation_asks_the_model_and_saves_the_title(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-title", chat_text_stream(["Sure, Paris is lovely in spring."]))
+    sid = httpx.post(f"{srv.url}/chat", json={"message": "Plan a weekend in Paris", "model": "up/c-title"},
+                     timeout=10).json()["session_id"]
+    upstream.add("c-title", chat_text_stream(['"Weekend in ', 'Paris."']))
+    r = httpx.post(f"{srv.url}/sessions/{sid}/title", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["title"] == "Weekend in Paris"
+    assert httpx.get(f"{srv.url}/sessions/{sid}").json()["title"] == "Weekend in Paris"
+    sent = upstream.last("c-title").body
+    assert sent["messages"][0]["role"] == "system" and "Plan a weekend in Paris" in sent["messages"][1]["content"]
+    empty = httpx.post(f"{srv.url}/sessions", json={"model": "up/c-title"}).json()["id"]
+    assert httpx.post(f"{srv.url}/sessions/{empty}/title").status_code == 400
+    assert httpx.post(f"{srv.url}/sessions/nope/title").status_code == 404

@@ -37,6 +37,7 @@ from ..core import (
     SluicewayError,
     TextPart,
     UpstreamUnavailable,
+    fold,
 )
 from ..engine.hub import Hub, MemoryRunLog
 from ..protocols import sse
@@ -435,6 +436,38 @@ async def session(request: Request) -> Response:
     return Response(status_code=204)
 
 
+TITLE_PROMPT = ("Write a short title (at most six words) for the conversation below. "
+                "Reply with the title only, without quotes.")
+
+
+@handles_errors
+async def session_title(request: Request) -> Response:
+    """Ask the model for a title from the start of the conversation and save it."""
+    state: AppState = request.app.state.sluiceway
+    store, _ = _parts(state)
+    sid = request.path_params["session_id"]
+    s = await _session_or_404(store, sid)
+    fields = await _body_fields(request, ("model",)) if request.headers.get("content-length", "0") != "0" else {}
+    model = fields.get("model") or s["model"] or "default"
+    rows = [m for m in await store.list_messages(sid) if m["text"]][:6]
+    if not rows:
+        raise BadRequest("the session has no messages to title yet")
+    transcript = "\n".join(f"{m['role']}: {m['text'][:500]}" for m in rows)
+    req = ChatRequest(model=model, messages=[Message.of("system", TITLE_PROMPT), Message.of("user", transcript)],
+                      max_tokens=24)
+    opened = await until_disconnect(request.receive, state.gateway.router.open(req))
+    try:
+        completion = await until_disconnect(request.receive, fold(opened.batches()))
+    finally:
+        await opened.aclose()
+    if completion.error is not None and not completion.text:
+        raise completion.error
+    title = " ".join(completion.text.split()).strip("\"'“”‘’ ").removesuffix(".")[:200]
+    if not title:
+        raise SluicewayError("the model returned an empty title", status=502, code="upstream_error")
+    return _json(await store.update_session(sid, title=title))
+
+
 @handles_errors
 async def session_messages(request: Request) -> Response:
     store, _ = _parts(request.app.state.sluiceway)
@@ -500,6 +533,7 @@ def routes() -> list[Route]:
         Route("/sessions", sessions, methods=["GET", "POST"]),
         Route("/sessions/{session_id}", session, methods=["GET", "PATCH", "DELETE"]),
         Route("/sessions/{session_id}/messages", session_messages, methods=["GET"]),
+        Route("/sessions/{session_id}/title", session_title, methods=["POST"]),
         Route("/sessions/{session_id}/export", session_export, methods=["GET"]),
         Route("/messages/{message_id}/trace", message_trace, methods=["GET"]),
     ]
