@@ -104,7 +104,8 @@ def open_page(browser: Browser, ui: ServerThread):
     """A fresh context (fresh storage) with the chat page loaded and ready."""
     contexts = []
 
-    def factory(server: ServerThread = ui, *, width: int = 1280, height: int = 860, setup=None) -> Page:
+    def factory(server: ServerThread = ui, *, width: int = 1280, height: int = 860, setup=None,
+                store: str = "local") -> Page:
         ctx = browser.new_context(viewport={"width": width, "height": height})
         contexts.append(ctx)
         page = ctx.new_page()
@@ -120,7 +121,7 @@ def open_page(browser: Browser, ui: ServerThread):
         page.on("dialog", on_dialog)
         if setup:
             setup(page)
-        page.goto(f"{server.url}/")
+        page.goto(f"{server.url}/?store={store}")
         page.wait_for_selector("html[data-ready]", timeout=15000)
         return page
 

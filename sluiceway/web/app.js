@@ -1,15 +1,18 @@
 // The chat page: sessions sidebar, model picker, settings, composer and the
-// streaming loop. Server access lives in api.js and persistence in store.js,
-// so moving to the server's sessions API swaps those two, not this file.
+// streaming loop. Two backends behind one set of calls: the server's session
+// API (sessions_api.js: stored chats, resumable runs, server-side stop) when
+// the server offers it, else this browser's storage (store.js) with
+// /v1/chat/completions (api.js). `?store=local` forces the second.
 
 import { ApiError, listModels, streamReply } from "./api.js";
 import { ICONS, paintIcons } from "./icons.js";
 import { copyText, loadMarkdown, markdownAvailable } from "./markdown.js";
 import { AssistantView, h, userMessageEl } from "./messages.js";
+import { getTrace, resumeRun, ServerSessionStore, serverHasSessions, stopRun, streamTurn } from "./sessions_api.js";
 import { LocalSessionStore, newId } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
-const store = new LocalSessionStore();
+let store = null; // ServerSessionStore when the server keeps chats, else LocalSessionStore (this browser)
 const DEFAULTS = { model: "", system: "", temperature: 0.7, maxTokens: "" };
 const LAST_SETTINGS = "sluiceway.lastSettings";
 
@@ -76,7 +79,8 @@ function lastSettings() {
 }
 
 function showSettings(s) {
-  const st = { ...DEFAULTS, ...s.settings };
+  const st = { ...DEFAULTS };
+  for (const [k, v] of Object.entries(s.settings || {})) if (v != null) st[k] = v;
   st.model = pickModel(st.model);
   s.settings = st;
   $("model").value = st.model;
@@ -110,10 +114,11 @@ function settingsChanged() {
 // ------------------------------------------------------------------ sidebar
 const titleOf = (s) => s.title || "New chat";
 
-async function renderSidebar() {
+async function renderSidebar({ refresh = true } = {}) {
   const list = $("session-list");
   const q = state.filter.trim().toLowerCase();
-  const sessions = (await store.list()).filter(
+  if (refresh || !state.listed) state.listed = await store.list();
+  const sessions = state.listed.filter(
     (s) =>
       !q ||
       titleOf(s).toLowerCase().includes(q) ||
@@ -212,12 +217,15 @@ async function newChat() {
 }
 
 async function openSession(s) {
+  if (store.server && !s.loaded) s = (await store.get(s.id)) || s;
   state.session = s;
   showSettings(s);
   $("chat-title").textContent = titleOf(s);
   renderConversation();
   await renderSidebar();
   document.body.classList.remove("sidebar-open");
+  const last = s.messages.at(-1);
+  if (store.server && last?.role === "assistant" && last.status === "streaming") resume(s, last);
 }
 
 // ------------------------------------------------------------------ conversation
@@ -262,6 +270,9 @@ function estimateTokens(text) {
   return Math.max(1, Math.round(text.length / 4));
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const STREAM_EVENTS = new Set(["text", "reasoning", "tool", "tool-result"]);
+
 async function send(text) {
   if (state.run || !text.trim()) return;
   const s = state.session;
@@ -271,122 +282,252 @@ async function send(text) {
     s.title = text.trim().split("\n")[0].slice(0, 60);
     $("chat-title").textContent = s.title;
   }
-  await store.save(s);
+  if (!store.server) await store.save(s); // the server commits the user turn itself
   appendMessage(msg);
   state.stick = true;
   scrollToEnd(true);
-  renderSidebar();
-  await generate();
+  if (!store.server) renderSidebar();
+  await generate({ text, user: msg });
 }
 
-async function generate() {
+function newRun(s, msg) {
+  const run = { controller: new AbortController(), session: s, msg, view: null, firstAt: null, runId: msg.runId || null,
+    cursor: { last: 0 }, usage: null, reasoningAt: null, t0: performance.now() };
+  state.run = run;
+  appendOrAttach(msg);
+  run.view.showTyping(run.firstAt == null && !msg.content && !msg.reasoning);
+  setBusy(true);
+  scrollToEnd(true);
+  return run;
+}
+
+function appendOrAttach(msg) {
+  const view = state.views.get(msg.id);
+  if (view) {
+    state.run.view = view;
+  } else {
+    appendMessage(msg);
+  }
+}
+
+/** Fold one stream's events into the run's message; returns "complete" or "stopped". */
+async function consume(run, stream) {
+  const msg = run.msg;
+  for await (const ev of stream) {
+    if (run.firstAt == null && STREAM_EVENTS.has(ev.type)) {
+      run.firstAt = performance.now();
+      run.view.showTyping(false);
+    }
+    switch (ev.type) {
+      case "run":
+        run.runId = ev.run_id;
+        if (run.stopping) stopRun(run.runId).catch(() => run.controller.abort());
+        rekey(msg, ev.message_id);
+        if (run.user && ev.user_message_id) {
+          run.user.id = ev.user_message_id;
+          const el = $("messages").querySelector(`.msg.user[data-id="${CSS.escape(run.user.tempId)}"]`);
+          if (el) el.dataset.id = ev.user_message_id;
+        }
+        if (ev.session_id && ev.session_id !== run.session.id) run.session.id = ev.session_id;
+        break;
+      case "text":
+        if (run.reasoningAt != null && msg.reasoningMs == null) msg.reasoningMs = performance.now() - run.reasoningAt;
+        msg.content += ev.delta;
+        break;
+      case "reasoning":
+        if (run.reasoningAt == null) run.reasoningAt = performance.now();
+        msg.reasoning += ev.delta;
+        break;
+      case "tool": {
+        const call = (msg.toolCalls[ev.index] ||= { id: "", name: "", arguments: "" });
+        if (ev.id) call.id = ev.id;
+        if (ev.name) call.name = ev.name;
+        call.arguments = ev.replace ? ev.args : call.arguments + ev.args;
+        break;
+      }
+      case "tool-result":
+        (msg.toolResults ||= []).push({ id: ev.id, name: ev.name, output: ev.output, isError: !!ev.isError });
+        break;
+      case "finish":
+        msg.finishReason = ev.reason;
+        break;
+      case "usage":
+        run.usage = ev.usage;
+        break;
+      case "abort":
+        run.view.update();
+        return "stopped";
+      case "error":
+        throw new ApiError(ev.message, 0, ev.code);
+    }
+    run.view.update();
+  }
+  return "complete";
+}
+
+/** A message id can change once the server names it (the run event). */
+function rekey(msg, id) {
+  if (!id || id === msg.id) return;
+  const view = state.views.get(msg.id);
+  state.views.delete(msg.id);
+  msg.id = id;
+  msg.runId = id;
+  if (view) {
+    state.views.set(id, view);
+    view.el.dataset.id = id;
+  }
+}
+
+/**
+ * Generate one assistant reply: for the stored-session API a new turn
+ * (`text`), otherwise a completion over the page's own history.
+ */
+async function generate({ text = null, user = null } = {}) {
   const s = state.session;
   const settings = { ...DEFAULTS, ...s.settings };
   const history = s.messages.slice();
-  const msg = {
-    id: newId("msg"),
-    role: "assistant",
-    content: "",
-    reasoning: "",
-    toolCalls: [],
-    status: "streaming",
-    model: settings.model,
-    createdAt: Date.now(),
-  };
+  const msg = { id: newId("msg"), role: "assistant", content: "", reasoning: "", toolCalls: [], status: "streaming",
+    model: settings.model, createdAt: Date.now() };
   s.messages.push(msg);
-  const controller = new AbortController();
-  const run = { controller, session: s, msg, view: null, firstAt: null };
-  state.run = run;
-  appendMessage(msg);
-  run.view.showTyping(true);
-  setBusy(true);
-  scrollToEnd(true);
-
-  const t0 = performance.now();
-  let usage = null;
-  let reasoningAt = null;
+  if (user) user.tempId = user.id;
+  const run = newRun(s, msg);
+  run.user = user;
+  const signal = run.controller.signal;
   try {
     if (!settings.model) throw new ApiError("No model is available: configure a provider and reload.", 0);
-    const stream = streamReply({
-      model: settings.model,
-      system: settings.system,
-      messages: history,
-      temperature: settings.temperature,
-      maxTokens: settings.maxTokens,
-      signal: controller.signal,
-    });
-    for await (const ev of stream) {
-      if (run.firstAt == null && (ev.type === "text" || ev.type === "reasoning" || ev.type === "tool")) {
-        run.firstAt = performance.now();
-        run.view.showTyping(false);
+    const opts = { model: settings.model, system: settings.system, temperature: settings.temperature,
+      maxTokens: settings.maxTokens, signal };
+    let stream = store.server
+      ? streamTurn({ ...opts, sessionId: s.id, text, cursor: run.cursor })
+      : streamReply({ ...opts, messages: history });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        msg.status = await consume(run, stream);
+        break;
+      } catch (e) {
+        // A dropped connection is not the end of a server-side run: reattach where we left off.
+        if (!store.server || !run.runId || e.name !== "TypeError" || signal.aborted || attempt > 3) throw e;
+        await sleep(300 * attempt);
+        stream = resumeRun({ runId: run.runId, signal, cursor: run.cursor });
       }
-      switch (ev.type) {
-        case "text":
-          if (reasoningAt != null && msg.reasoningMs == null) msg.reasoningMs = performance.now() - reasoningAt;
-          msg.content += ev.delta;
-          break;
-        case "reasoning":
-          if (reasoningAt == null) reasoningAt = performance.now();
-          msg.reasoning += ev.delta;
-          break;
-        case "tool": {
-          const call = (msg.toolCalls[ev.index] ||= { id: "", name: "", arguments: "" });
-          if (ev.id) call.id = ev.id;
-          if (ev.name) call.name = ev.name;
-          call.arguments += ev.args;
-          break;
-        }
-        case "finish":
-          msg.finishReason = ev.reason;
-          break;
-        case "usage":
-          usage = ev.usage;
-          break;
-        case "error":
-          throw new ApiError(ev.message, 0, ev.code);
-      }
-      run.view.update();
     }
-    msg.status = "complete";
   } catch (e) {
-    if (e.name === "AbortError") {
-      msg.status = "stopped";
-    } else {
-      msg.status = "error";
-      msg.error = e.message || String(e);
-      if (e.name !== "ApiError") console.error("sluiceway: stream failed", e);
-    }
+    failed(msg, e);
   } finally {
-    const end = performance.now();
-    msg.toolCalls = msg.toolCalls.filter(Boolean);
-    if (reasoningAt != null && msg.reasoningMs == null) msg.reasoningMs = end - reasoningAt;
+    await settle(run);
+  }
+}
+
+function failed(msg, e) {
+  if (e.name === "AbortError") {
+    msg.status = "stopped";
+  } else {
+    msg.status = "error";
+    msg.error = e.message || String(e);
+    if (e.name !== "ApiError") console.error("sluiceway: stream failed", e);
+  }
+}
+
+async function settle(run) {
+  const { msg, session: s } = run;
+  const end = performance.now();
+  msg.toolCalls = (msg.toolCalls || []).filter(Boolean);
+  if (run.reasoningAt != null && msg.reasoningMs == null) msg.reasoningMs = end - run.reasoningAt;
+  if (!run.resumed) {
     const produced = msg.content + msg.reasoning + msg.toolCalls.map((c) => c.arguments).join("");
-    const completion = usage?.completion ?? (produced ? estimateTokens(produced) : null);
+    const completion = run.usage?.completion ?? (produced ? estimateTokens(produced) : null);
     const streamSecs = run.firstAt != null ? (end - run.firstAt) / 1000 : 0;
     msg.metrics = {
-      ttftMs: run.firstAt != null ? run.firstAt - t0 : null,
-      durationMs: end - t0,
-      promptTokens: usage?.prompt ?? null,
+      ttftMs: run.firstAt != null ? run.firstAt - run.t0 : null,
+      durationMs: end - run.t0,
+      promptTokens: run.usage?.prompt ?? null,
       completionTokens: completion,
-      estimated: usage?.completion == null,
+      estimated: run.usage?.completion == null,
       tokPerSec: completion && streamSecs > 0.05 ? completion / streamSecs : null,
     };
-    state.run = null;
-    setBusy(false);
-    run.view.showTyping(false);
-    run.view.flush();
+  }
+  if (state.run === run) state.run = null;
+  setBusy(false);
+  run.view.showTyping(false);
+  run.view.flush();
+  if (store.server) {
+    await refreshFromServer(s, msg);
+  } else {
     await store.save(s);
-    if (state.session === s) renderSidebar();
+  }
+  if (state.session === s) renderSidebar();
+}
+
+/** After a server-side run: take the stored message (its metrics are the server's) and the session title. */
+async function refreshFromServer(s, msg) {
+  try {
+    const fresh = await store.get(s.id);
+    const stored = fresh?.messages.find((m) => m.id === msg.id);
+    if (fresh && !s.title) s.title = fresh.title;
+    if (state.session === s) $("chat-title").textContent = titleOf(s);
+    if (!stored || stored.status === "streaming") return;
+    if (msg.resumed || msg.metrics?.ttftMs == null) msg.metrics = stored.metrics;
+    msg.provider = stored.provider;
+    if (msg.status !== "error" && stored.status === "error") {
+      msg.status = "error";
+      msg.error = stored.error;
+    }
+    state.views.get(msg.id)?.flush();
+  } catch (e) {
+    console.warn("sluiceway: could not refresh the chat", e);
+  }
+}
+
+/** Reattach to a run that is still going on the server (a reload mid-answer). */
+async function resume(s, msg) {
+  if (state.run) return;
+  msg.content = "";
+  msg.reasoning = "";
+  msg.toolCalls = [];
+  msg.toolResults = [];
+  msg.status = "streaming";
+  msg.resumed = true;
+  const run = newRun(s, msg);
+  run.resumed = true;
+  run.runId = msg.runId || msg.id;
+  try {
+    msg.status = await consume(run, resumeRun({ runId: run.runId, signal: run.controller.signal, cursor: run.cursor }));
+  } catch (e) {
+    if (e.status === 404) {
+      // The run ended and its log expired: the stored message is the answer.
+      msg.status = "complete";
+    } else {
+      failed(msg, e);
+    }
+  } finally {
+    await settle(run);
+    if (state.session === s && msg.status === "complete" && !msg.content) openSession((await store.get(s.id)) || s);
   }
 }
 
 function stop() {
-  state.run?.controller.abort();
+  const run = state.run;
+  if (!run) return;
+  if (!store.server) {
+    run.controller.abort();
+    return;
+  }
+  // Server-owned run: ask the server to stop it (the partial answer is kept and
+  // the stream ends with "abort"); cut the connection if that does not happen soon.
+  run.stopping = true;
+  if (run.runId) stopRun(run.runId).catch(() => run.controller.abort());
+  setTimeout(() => state.run === run && run.controller.abort(), 3000);
 }
 
 async function regenerate() {
   const s = state.session;
   if (state.run || !s.messages.length) return;
+  if (store.server) {
+    // The server keeps every turn: ask the last question again as a new turn.
+    const last = [...s.messages].reverse().find((m) => m.role === "user");
+    if (last) await send(last.content);
+    return;
+  }
   while (s.messages.length && s.messages.at(-1).role === "assistant") {
     const m = s.messages.pop();
     state.views.get(m.id)?.el.remove();
@@ -421,6 +562,12 @@ function startEdit(article) {
   const commit = async () => {
     const text = ta.value;
     if (!text.trim()) return;
+    if (store.server) {
+      // Stored turns are never rewritten: the edited question goes out as a new turn.
+      renderConversation();
+      await send(text);
+      return;
+    }
     s.messages[i].content = text;
     s.messages.splice(i + 1);
     await store.save(s);
@@ -439,6 +586,22 @@ function startEdit(article) {
       close();
     }
   });
+}
+
+async function showTrace(messageId) {
+  const body = $("drawer-body");
+  body.textContent = "Loading…";
+  $("drawer").hidden = false;
+  try {
+    const trace = await getTrace(messageId);
+    body.textContent = "";
+    for (const [key, value] of Object.entries(trace)) {
+      const pre = h("pre", "", typeof value === "string" ? value : JSON.stringify(value, null, 2));
+      body.append(h("h3", "", key.replaceAll("_", " ")), pre);
+    }
+  } catch (e) {
+    body.textContent = e.message || String(e);
+  }
 }
 
 function autosize(ta) {
@@ -477,7 +640,9 @@ function wire() {
   input.addEventListener("input", () => autosize(input));
   $("stop").addEventListener("click", stop);
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && state.run) {
+    if (e.key === "Escape" && !$("drawer").hidden) {
+      $("drawer").hidden = true;
+    } else if (e.key === "Escape" && state.run) {
       e.preventDefault();
       stop();
     }
@@ -507,6 +672,9 @@ function wire() {
       case "retry":
         regenerate();
         break;
+      case "trace":
+        if (msg) showTrace(msg.id);
+        break;
     }
   });
   $("chat").addEventListener("scroll", () => {
@@ -521,7 +689,7 @@ function wire() {
   $("new-chat").addEventListener("click", newChat);
   $("search").addEventListener("input", (e) => {
     state.filter = e.target.value;
-    renderSidebar();
+    renderSidebar({ refresh: false });
   });
   $("session-list").addEventListener("click", async (e) => {
     const btn = e.target.closest("button");
@@ -557,6 +725,7 @@ function wire() {
   $("toggle-theme").addEventListener("click", () =>
     setTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark"),
   );
+  $("close-drawer").addEventListener("click", () => ($("drawer").hidden = true));
   $("open-sidebar").addEventListener("click", () => document.body.classList.add("sidebar-open"));
   $("close-sidebar").addEventListener("click", () => document.body.classList.remove("sidebar-open"));
   $("scrim").addEventListener("click", () => document.body.classList.remove("sidebar-open"));
@@ -566,8 +735,14 @@ async function main() {
   paintIcons();
   setTheme(document.documentElement.dataset.theme || "light");
   wire();
+  const forced = new URLSearchParams(location.search).get("store");
+  const server = forced === "local" ? false : await serverHasSessions();
+  store = server ? new ServerSessionStore() : new LocalSessionStore();
+  document.documentElement.dataset.store = server ? "server" : "local";
   const [md] = await Promise.all([loadMarkdown(), loadModels()]);
-  $("render-mode").textContent = md ? "" : "Plain-text mode: markdown libraries not installed";
+  $("render-mode").textContent =
+    (server ? "Chats are saved on the server" : "Chats are saved in this browser") +
+    (md ? "" : " · plain-text mode (markdown libraries not installed)");
   const sessions = await store.list();
   await openSession(sessions[0] || (await store.create(lastSettings())));
   document.documentElement.dataset.ready = markdownAvailable() ? "markdown" : "plain";

@@ -117,7 +117,7 @@ export class AssistantView {
       const head = h("div", "tool-head");
       head.insertAdjacentHTML("afterbegin", ICONS.tool);
       head.append(h("span", "tool-name"), h("span", "tool-state"));
-      card.append(head, h("pre", "tool-args"));
+      card.append(head, h("pre", "tool-args"), h("pre", "tool-result"));
       this.tools.append(card);
     }
     calls.forEach((c, i) => {
@@ -136,6 +136,14 @@ export class AssistantView {
       }
       const pre = card.querySelector(".tool-args");
       if (pre.textContent !== args) pre.textContent = args;
+      const result = (this.msg.toolResults || []).find((r) => r.id && r.id === c.id);
+      const out = card.querySelector(".tool-result");
+      if (result) {
+        card.querySelector(".tool-state").textContent = result.isError ? "failed" : "done";
+        card.classList.toggle("failed", !!result.isError);
+      }
+      const text = result ? result.output : "";
+      if (out.textContent !== text) out.textContent = text;
     });
   }
 
@@ -169,7 +177,7 @@ export class AssistantView {
       if (title) s.title = title;
       stats.append(s);
     };
-    if (m.model) add(m.model, "Model", "model");
+    if (m.model) add(m.model, m.provider ? `Model (provider: ${m.provider})` : "Model", "model");
     if (m.status === "stopped") add("stopped", "You stopped this reply", "badge");
     const x = m.metrics || {};
     if (x.ttftMs != null) add(`${fmtMs(x.ttftMs)} TTFT`, "Time to first token");
@@ -180,7 +188,11 @@ export class AssistantView {
       add(`${prompt}${est}${fmtNum(x.completionTokens)} out`, x.estimated ? "Estimated (no usage reported)" : "Tokens");
     }
     const actions = h("div", "actions");
-    actions.append(actionButton("copy", "Copy", "copy"), actionButton("refresh", "Regenerate", "regenerate"));
+    actions.append(
+      actionButton("copy", "Copy", "copy"),
+      actionButton("refresh", "Regenerate", "regenerate"),
+      actionButton("bug", "Debug trace (raw upstream request and response)", "trace"),
+    );
     this.footer.append(stats, actions);
   }
 }

@@ -1,0 +1,292 @@
+// The server's session chat API (/sessions, /chat/stream, /runs/{id}/...):
+// conversations stored by the server and generations ("runs") that survive a
+// page reload. Used when the server offers it; the page falls back to
+// store.js + /v1/chat/completions otherwise.
+//
+// Streams are turned into the same small event vocabulary as api.js
+// ({type: "text" | "reasoning" | "tool" | "tool-result" | "finish" | "usage" |
+// "error" | "abort" | "run"}), so the UI does not care which API it talks to.
+
+import { ApiError } from "./api.js";
+import { readSSE } from "./sse.js";
+
+const url = (path) => new URL(path, document.baseURI).toString();
+const PARAMS_KEY = "sluiceway.sessionParams.v1"; // per-session sampling params, kept in this browser
+
+async function call(method, path, body) {
+  const resp = await fetch(url(path), {
+    method,
+    headers: body === undefined ? { accept: "application/json" } : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!resp.ok) {
+    let message = `${resp.status} ${resp.statusText}`;
+    let code;
+    try {
+      const err = (await resp.json()).error;
+      message = err?.message || message;
+      code = err?.code;
+    } catch {
+      /* keep the status line */
+    }
+    throw new ApiError(message, resp.status, code);
+  }
+  return resp.status === 204 ? null : resp.json();
+}
+
+/** True when the server stores sessions (the sessions API is mounted and its store is open). */
+export async function serverHasSessions() {
+  try {
+    const resp = await fetch(url("sessions?limit=1"), { headers: { accept: "application/json" } });
+    return resp.ok && (resp.headers.get("content-type") || "").includes("json");
+  } catch {
+    return false;
+  }
+}
+
+const STATUS = { complete: "complete", interrupted: "stopped", error: "error", streaming: "streaming" };
+
+/** A stored message row → the UI's message shape. */
+export function fromRow(r) {
+  if (r.role !== "assistant") return { id: r.id, role: r.role, content: r.text || "" };
+  const parts = r.parts || [];
+  const text = (t) => parts.filter((p) => p.type === t).map((p) => p.text || "").join("");
+  const u = r.usage || {};
+  return {
+    id: r.id,
+    role: "assistant",
+    runId: r.run_id || r.id,
+    content: text("text"),
+    reasoning: text("reasoning"),
+    toolCalls: parts
+      .filter((p) => p.type === "tool_call")
+      .map((p) => ({ id: p.call_id, name: p.name, arguments: p.arguments || "" })),
+    toolResults: parts
+      .filter((p) => p.type === "tool_result")
+      .map((p) => ({ id: p.call_id, name: p.name, output: p.output || "", isError: !!p.is_error })),
+    status: STATUS[r.status] || r.status,
+    error: r.error?.message,
+    model: r.model,
+    provider: r.provider,
+    metrics: {
+      ttftMs: r.ttft_ms ?? null,
+      tokPerSec: r.tokens_per_s ?? null,
+      promptTokens: u.input ?? null,
+      completionTokens: u.output ?? null,
+      estimated: !!u.estimated,
+    },
+  };
+}
+
+export class ServerSessionStore {
+  constructor(storage = window.localStorage) {
+    this.server = true;
+    this.storage = storage;
+    this.known = new Map(); // id -> last session object handed out
+    try {
+      this.params = JSON.parse(storage.getItem(PARAMS_KEY) || "{}");
+    } catch {
+      this.params = {};
+    }
+  }
+
+  _settings(row) {
+    const p = this.params[row.id] || {};
+    return { model: row.model || "", system: row.system || "", temperature: p.temperature, maxTokens: p.maxTokens };
+  }
+
+  _session(row, messages) {
+    const prev = this.known.get(row.id);
+    const s = {
+      id: row.id,
+      title: row.title || "",
+      createdAt: Date.parse(row.created_at) || Date.now(),
+      updatedAt: Date.parse(row.updated_at) || Date.now(),
+      settings: this._settings(row),
+      messages: messages ?? prev?.messages ?? [],
+      loaded: messages != null || !!prev?.loaded,
+    };
+    this.known.set(s.id, s);
+    return s;
+  }
+
+  async list() {
+    const { data } = await call("GET", "sessions?limit=200");
+    return data.map((row) => this._session(row)).sort((a, b) => b.updatedAt - a.updatedAt);
+  }
+
+  async get(id) {
+    try {
+      const [row, { data }] = await Promise.all([
+        call("GET", `sessions/${encodeURIComponent(id)}`),
+        call("GET", `sessions/${encodeURIComponent(id)}/messages`),
+      ]);
+      return this._session(row, data.filter((m) => m.role !== "system").map(fromRow));
+    } catch (e) {
+      if (e.status === 404) return null;
+      throw e;
+    }
+  }
+
+  async create(settings = {}) {
+    const row = await call("POST", "sessions", { model: settings.model || null, system: settings.system || null });
+    this._saveParams(row.id, settings);
+    return this._session(row, []);
+  }
+
+  async rename(id, title) {
+    await call("PATCH", `sessions/${encodeURIComponent(id)}`, { title });
+  }
+
+  async remove(id) {
+    try {
+      await call("DELETE", `sessions/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (e.status !== 404) throw e;
+    }
+    delete this.params[id];
+    this._flushParams();
+    this.known.delete(id);
+  }
+
+  /** Messages are saved by the server as they stream; only settings are ours to save. */
+  async save(session) {
+    const st = session.settings || {};
+    this._saveParams(session.id, st);
+    const sent = (session._sent ||= {});
+    if (sent.model !== st.model || sent.system !== st.system) {
+      sent.model = st.model;
+      sent.system = st.system;
+      await call("PATCH", `sessions/${encodeURIComponent(session.id)}`, {
+        model: st.model || null,
+        system: st.system || null,
+      }).catch((e) => console.warn("sluiceway: could not save chat settings", e));
+    }
+  }
+
+  _saveParams(id, st) {
+    this.params[id] = { temperature: st.temperature, maxTokens: st.maxTokens };
+    this._flushParams();
+  }
+
+  _flushParams() {
+    try {
+      this.storage.setItem(PARAMS_KEY, JSON.stringify(this.params));
+    } catch {
+      /* storage disabled: params fall back to defaults */
+    }
+  }
+}
+
+/** Canonical run events (the server's own SSE) → the UI's event vocabulary. */
+async function* runEvents(resp, cursor) {
+  const calls = new Map(); // call_id -> index
+  const index = (id) => {
+    if (!calls.has(id)) calls.set(id, calls.size);
+    return calls.get(id);
+  };
+  for await (const ev of readSSE(resp)) {
+    let data;
+    try {
+      data = JSON.parse(ev.data);
+    } catch {
+      continue;
+    }
+    if (ev.event === "run") {
+      yield { type: "run", ...data };
+      continue;
+    }
+    if (ev.id != null) cursor.last = Number(ev.id);
+    switch (data.type) {
+      case "text-delta":
+        yield { type: "text", delta: data.delta };
+        break;
+      case "reasoning-delta":
+        yield { type: "reasoning", delta: data.delta };
+        break;
+      case "tool-input-start":
+        yield { type: "tool", index: index(data.call_id), id: data.call_id, name: data.name, args: "" };
+        break;
+      case "tool-input-delta":
+        yield { type: "tool", index: index(data.call_id), args: data.delta };
+        break;
+      case "tool-call":
+        yield {
+          type: "tool",
+          index: index(data.call_id),
+          id: data.call_id,
+          name: data.name,
+          args: data.arguments,
+          replace: true,
+        };
+        break;
+      case "tool-result":
+        yield { type: "tool-result", id: data.call_id, name: data.name, output: data.output, isError: data.is_error };
+        break;
+      case "finish": {
+        const u = data.usage || {};
+        yield { type: "finish", reason: data.reason };
+        yield {
+          type: "usage",
+          usage: { prompt: u.input ?? null, completion: u.output ?? null, reasoning: u.reasoning ?? null },
+          estimated: !!u.estimated,
+        };
+        return;
+      }
+      case "error":
+        yield { type: "error", message: data.message, code: data.code };
+        return;
+      case "abort":
+        yield { type: "abort", reason: data.reason };
+        return;
+    }
+  }
+}
+
+async function openStream(path, init) {
+  const resp = await fetch(url(path), { ...init, headers: { accept: "text/event-stream", ...(init.headers || {}) } });
+  if (!resp.ok) {
+    let message = `${resp.status} ${resp.statusText}`;
+    let code;
+    try {
+      const err = (await resp.json()).error;
+      message = err?.message || message;
+      code = err?.code;
+    } catch {
+      /* keep the status line */
+    }
+    throw new ApiError(message, resp.status, code);
+  }
+  return resp;
+}
+
+/** Start a turn in a stored session: POST /chat/stream. The first event is {type: "run", run_id, ...}. */
+export async function* streamTurn({ sessionId, text, model, system, temperature, maxTokens, signal, cursor }) {
+  const params = {};
+  if (temperature != null && temperature !== "") params.temperature = Number(temperature);
+  if (maxTokens) params.max_tokens = Number(maxTokens);
+  const body = { session_id: sessionId, message: text, model: model || undefined, system: system || undefined, params };
+  const resp = await openStream("chat/stream", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    signal,
+  });
+  yield* runEvents(resp, cursor);
+}
+
+/** Reattach to a run (after a reload or a dropped connection) from event `cursor.last`. */
+export async function* resumeRun({ runId, signal, cursor }) {
+  const resp = await openStream(`runs/${encodeURIComponent(runId)}/stream?after=${cursor.last || 0}`, { signal });
+  yield* runEvents(resp, cursor);
+}
+
+/** Ask the server to stop a run; the stream then ends with an "abort" event and the partial answer is kept. */
+export async function stopRun(runId) {
+  return call("POST", `runs/${encodeURIComponent(runId)}/stop`, {});
+}
+
+/** The raw upstream request/response of one answer, for the debug drawer. */
+export async function getTrace(messageId) {
+  return call("GET", `messages/${encodeURIComponent(messageId)}/trace`);
+}
