@@ -349,6 +349,33 @@ class Bench:
 
 # -- report ---------------------------------------------------------------------
 
+def profile_summary(path: Path, top: int = 15) -> str:
+    """The hottest functions of a py-spy raw (folded) profile: by own time and
+    including callees, as shares of the event loop thread's samples. Other
+    threads (the aiohttp/aiosqlite workers) mostly sleep in a queue.get that
+    py-spy does not always recognise as idle, so they are left out."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit() or "asyncio/runners.py" not in stack:
+            continue
+        frames = stack.split(";")
+        total += int(n)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(n)
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + int(n)
+    if not total:
+        return "(empty profile)"
+    out = [f"gateway profile under the throughput run ({total} samples of the event loop thread; "
+           "the loop's own C code and syscalls show as Runner.run)", "  own time:"]
+    out += [f"    {n / total:6.1%}  {f}" for f, n in sorted(own.items(), key=lambda x: -x[1])[:top]]
+    out.append("  including callees:")
+    out += [f"    {n / total:6.1%}  {f}" for f, n in sorted(incl.items(), key=lambda x: -x[1])[:top + 8]]
+    return "\n".join(out)
+
+
 def fmt(x: float | int | None, digits: int = 2) -> str:
     if x is None:
         return "-"
@@ -399,8 +426,7 @@ def table(r: dict) -> tuple[str, bool]:
     row("chunks/s at 50 streams", tp["direct"]["chunks_per_s"], tp["passthrough"]["chunks_per_s"], cps,
         ">= 25,000", cps >= 25000, 0)
     ceiling = [1000 / x if x else None for x in (tp["passthrough"]["proxy_cpu_per_1k"], cpu)]
-    row("  chunks per CPU-second (free-core ceiling)", None, ceiling[0], ceiling[1], ">= 25,000",
-        None if ceiling[1] is None else ceiling[1] >= 25000, 0)
+    row("  chunks per CPU-second (free-core ceiling)", None, ceiling[0], ceiling[1], "(info)", None, 0)
     errs = tp["gateway"]["errors"] + c["gateway"]["errors"]
     row("  errors (both runs above)", tp["direct"]["errors"] + c["direct"]["errors"],
         tp["passthrough"]["errors"] + c["passthrough"]["errors"], errs, "0", errs == 0, 0, False)
@@ -470,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v:.2f}" for k, v in foreign.items()))
     if r["gateway_log_errors"]:
         print("\ngateway log errors:\n  " + "\n  ".join(r["gateway_log_errors"]))
+    prof = RESULTS / "gateway-profile.txt"
+    if args.profile and prof.exists():
+        print("\n" + profile_summary(prof))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
