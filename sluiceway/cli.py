@@ -1,4 +1,4 @@
-"""Command line: ``sluiceway serve`` and ``sluiceway chat``."""
+"""Command line: ``sluiceway serve``, ``sluiceway chat`` and ``sluiceway keys``."""
 
 from __future__ import annotations
 
@@ -102,6 +102,52 @@ def chat(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _keys(args: argparse.Namespace) -> int:
+    import json
+
+    from .core import SluicewayError
+    from .store import Store
+    from .store import keys as store_keys
+
+    cfg = load_config(args.config)
+    store = await Store.open(os.environ.get("DATABASE_URL") or cfg.store.url)
+    try:
+        if args.keys_command == "create":
+            models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+            try:
+                record, raw = await store_keys.create_key(store, name=args.name, models=models, rpm=args.rpm,
+                                                          tpm=args.tpm, max_concurrent_streams=args.max_streams)
+            except SluicewayError as e:
+                print(f"sluiceway: {e.message}", file=sys.stderr)
+                return 2
+            if args.json:
+                print(json.dumps({**record, "key": raw}))
+            else:
+                print(f"created key {record['id']} ({record['name']}); it is shown only this once:\n{raw}")
+        elif args.keys_command == "list":
+            rows = await store_keys.list_keys(store)
+            if args.json:
+                print(json.dumps(rows))
+            for r in [] if args.json else rows:
+                limits = " ".join(f"{k}={r[k]}" for k in ("rpm", "tpm", "max_concurrent_streams") if r[k])
+                state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
+                print(f"{r['id']}  {r['prefix']}…  {r['name']}  models={','.join(r['models']) or '*'}  "
+                      f"{limits or 'no limits'}  {state}")
+        else:
+            record = await store_keys.revoke_key(store, args.id)
+            if record is None:
+                print(f"sluiceway: no API key with id {args.id}", file=sys.stderr)
+                return 1
+            print(json.dumps(record) if args.json else f"revoked key {record['id']} ({record['name']})")
+        return 0
+    finally:
+        await store.close()
+
+
+def keys(args: argparse.Namespace) -> int:
+    return asyncio.run(_keys(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sluiceway", description="LLM streaming gateway and chat server")
     sub = p.add_subparsers(dest="command", required=True)
@@ -127,6 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--system", help="system prompt")
     c.add_argument("--max-tokens", type=int)
     c.set_defaults(func=chat)
+
+    k = sub.add_parser("keys", help="virtual API keys: create, list, revoke (only hashes are stored)")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="create a key and print it (once)")
+    kc.add_argument("--name", required=True)
+    kc.add_argument("--models", help="comma-separated allow-list of models (default: all)")
+    kc.add_argument("--rpm", type=int, help="requests per minute")
+    kc.add_argument("--tpm", type=int, help="tokens per minute")
+    kc.add_argument("--max-streams", type=int, help="concurrent streams")
+    kl = ksub.add_parser("list", help="list keys (prefixes only)")
+    kr = ksub.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("id")
+    for sp in (kc, kl, kr):
+        sp.add_argument("--config", help="YAML config file (its store is used; DATABASE_URL overrides)")
+        sp.add_argument("--json", action="store_true", help="print JSON")
+    k.set_defaults(func=keys)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=getattr(args, "log_level", "warning").upper() if args.command == "serve"

@@ -80,6 +80,7 @@ class ServerConfig(BaseModel):
     stall_timeout: float = 60.0  # drop a client that accepts no bytes for this long; 0 = never
     max_body_bytes: int = 16 * 1024 * 1024
     cors_origins: list[str] = Field(default_factory=list)
+    admin_key: str | None = None  # guards /admin/keys; SLUICEWAY_ADMIN_KEY overrides; unset = admin API off
 
     @field_validator("api_keys")
     @classmethod

@@ -18,7 +18,8 @@ from starlette.routing import Route
 
 from ..engine.config import Config, load_config
 from ..engine.gateway import Gateway
-from . import chat_routes, openai_routes, web_routes
+from . import admin_routes, chat_routes, openai_routes, web_routes
+from .auth import Auth
 from .observe import request_id
 from .protocol_routes import routes as protocol_routes
 from .state import AppState
@@ -87,6 +88,7 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
             yield
         finally:
             await chat_routes.shutdown(app.state.sluiceway)  # active runs saved before the store closes
+            await app.state.auth.aclose()
             await gw.aclose()
 
     routes = [
@@ -98,6 +100,7 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
         *protocol_routes(),
     ]
     routes += chat_routes.routes()  # session chat, sessions, runs (resume/stop), traces
+    routes += admin_routes.routes()  # virtual keys (404 unless an admin key is set)
     middleware = [Middleware(RequestId)]
     if cfg.server.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins,
@@ -106,4 +109,5 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers={404: not_found, 405: method_not_allowed})
     app.state.sluiceway = AppState(cfg, gw)
+    app.state.auth = Auth.for_state(app.state.sluiceway)  # keys and limits (server/auth.py)
     return app

@@ -42,9 +42,10 @@ from ..core import (
 from ..engine.hub import Hub, MemoryRunLog
 from ..protocols import sse
 from ..store import Store
+from .auth import admit, authenticate
 from .openai_routes import error_response, internal_error
 from .recorder import Recorder
-from .requests import check_api_key, read_json
+from .requests import read_json
 from .state import AppState
 from .streaming import ClientGone, Receive, Scope, Send, until_disconnect
 
@@ -116,9 +117,8 @@ def _json(obj: Any, status: int = 200) -> Response:
 
 def handles_errors(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
     async def route(request: Request) -> Any:
-        state: AppState = request.app.state.sluiceway
         try:
-            check_api_key(request, state.api_keys)
+            await authenticate(request)
             return await fn(request)
         except SluicewayError as e:
             return error_response(e)
@@ -207,10 +207,10 @@ async def start_chat(request: Request) -> Started:
                            param="session_id")
     model = inp.model or (session or {}).get("model") or "default"
     state.gateway.router.resolve(model)  # unknown model → 404 before anything is written
+    grant = await admit(request, model)  # the key's allow-list and limits, also before any write
     system = inp.system or (session or {}).get("system")
     turn = await store.begin_turn(inp.session_id, inp.message, model=model, system=system)
-    rows = await store.list_messages(turn.session["id"], before_seq=turn.user["seq"])
-    messages = ([Message.of("system", system)] if system else []) + history_messages(rows)
+    messages = ([Message.of("system", system)] if system else []) + history_messages(turn.history)
     messages.append(Message.of("user", inp.message))
     req = ChatRequest(model=model, messages=messages, **inp.params)
     rec = Recorder(store, turn.assistant["id"], req, checkpoint_interval=state.config.store.checkpoint_interval,
@@ -223,7 +223,7 @@ async def start_chat(request: Request) -> Started:
 
     started = Started(turn.assistant["id"], turn.session, turn.user, turn.assistant)
     try:
-        await hub.start(started.run_id, open_, rec, meta=started.ids())
+        await hub.start(started.run_id, open_, grant.observe(rec), meta=started.ids())
     except Exception as e:  # e.g. Redis down: do not leave the placeholder streaming
         log.exception("starting run %s failed", started.run_id)
         err = UpstreamUnavailable("the run log is unavailable; try again", code="run_log_unavailable")
@@ -271,7 +271,7 @@ def _id_headers(s: Started) -> list[tuple[bytes, bytes]]:
 async def chat_stream(request: Request) -> Any:
     state: AppState = request.app.state.sluiceway
     try:
-        check_api_key(request, state.api_keys)
+        await authenticate(request)
         started = await start_chat(request)
     except SluicewayError as e:
         return error_response(e)
@@ -293,7 +293,7 @@ async def chat_stream(request: Request) -> Any:
 async def chat(request: Request) -> Response:
     state: AppState = request.app.state.sluiceway
     try:
-        check_api_key(request, state.api_keys)
+        await authenticate(request)
         started = await start_chat(request)
         store, hub = _parts(state)
         try:
@@ -336,7 +336,7 @@ def _after(request: Request) -> int:
 async def run_stream(request: Request) -> Any:
     state: AppState = request.app.state.sluiceway
     try:
-        check_api_key(request, state.api_keys)
+        await authenticate(request)
         _, hub = _parts(state)
         run_id = request.path_params["run_id"]
         after = _after(request)

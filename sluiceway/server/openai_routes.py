@@ -11,8 +11,9 @@ from starlette.responses import Response
 
 from ..core import NotFound, SluicewayError, fold
 from ..protocols import openai_chat
-from .observe import StreamObserver
-from .requests import check_api_key, deadline_overrides, read_json
+from .auth import FREE, admit, authenticate
+from .observe import StreamObserver, Taps
+from .requests import deadline_overrides, read_json
 from .state import AppState
 from .streaming import ClientGone, SSEResponse, until_disconnect
 
@@ -37,12 +38,14 @@ def internal_error() -> SluicewayError:
 async def chat_completions(request: Request) -> Response | SSEResponse:
     t0 = time.perf_counter()
     state: AppState = request.app.state.sluiceway
+    grant = FREE
     try:
-        check_api_key(request, state.api_keys)
+        await authenticate(request)
         body = await read_json(request, state.config.server.max_body_bytes)
         req = openai_chat.decode_request(body)
+        grant = await admit(request, req.model)  # allow-list and limits; ended with the stream
         opened = await until_disconnect(request.receive,
-                                        state.gateway.router.open(req, deadline_overrides(request)))
+                                        grant.guard(state.gateway.router.open(req, deadline_overrides(request))))
     except SluicewayError as e:
         return error_response(e)
     except ClientGone:
@@ -53,10 +56,11 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     observer = StreamObserver(state.gateway.metrics, "openai-chat", req.model, t0)
     if openai_chat.wants_stream(body):
         return SSEResponse(opened, openai_chat.Encoder(body, req.model), keepalive=state.keepalive,
-                           stall_timeout=state.stall_timeout, tap=observer)
+                           stall_timeout=state.stall_timeout, tap=Taps(observer, grant))
     outcome = "complete"
     try:
         completion = await until_disconnect(request.receive, fold(opened.batches()))
+        grant.count(completion.usage)
     except ClientGone:
         outcome = "disconnect"
         return CLIENT_GONE
@@ -66,6 +70,7 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     finally:
         await opened.aclose()
         observer.end(outcome)
+        grant.end(outcome)
     if completion.error is not None and not completion.text and not completion.tool_calls:
         return error_response(completion.error)
     return Response(openai_chat.encode_completion(completion, req.model), media_type=JSON)
@@ -79,18 +84,18 @@ def _model_obj(id: str, owned_by: str, created: int, provider: str) -> dict:
 async def list_models(request: Request) -> Response:
     state: AppState = request.app.state.sluiceway
     try:
-        check_api_key(request, state.api_keys)
+        principal = await authenticate(request)
     except SluicewayError as e:
         return error_response(e)
     models = await state.gateway.list_models(refresh=request.query_params.get("refresh") == "true")
-    data = [_model_obj(m.id, m.owned_by, m.created, m.provider) for m in models]
+    data = [_model_obj(m.id, m.owned_by, m.created, m.provider) for m in models if principal.allows(m.id)]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON)
 
 
 async def get_model(request: Request) -> Response:
     state: AppState = request.app.state.sluiceway
     try:
-        check_api_key(request, state.api_keys)
+        await authenticate(request)
         wanted = request.path_params["model"]
         for m in await state.gateway.list_models():
             if m.id == wanted:

@@ -25,9 +25,10 @@ from starlette.routing import Route
 from ..core import ChatRequest, Completion, SluicewayError, fold
 from ..protocols import ai_sdk_ui, anthropic_messages, openai_responses, plain_sse
 from ..protocols import openai_chat as chat
-from .observe import StreamObserver
+from .auth import FREE, admit, authenticate
+from .observe import StreamObserver, Taps
 from .openai_routes import CLIENT_GONE, JSON, error_response, internal_error
-from .requests import check_api_key, deadline_overrides, read_json
+from .requests import deadline_overrides, read_json
 from .state import AppState
 from .streaming import ClientGone, Encoder, SSEResponse, until_disconnect
 
@@ -49,14 +50,16 @@ class Protocol:
 async def serve(request: Request, proto: Protocol) -> Response | SSEResponse:
     t0 = time.perf_counter()
     state: AppState = request.app.state.sluiceway
+    grant = FREE
     try:
         if proto.check is not None:
             proto.check(request)
-        check_api_key(request, state.api_keys)
+        await authenticate(request)
         body = await read_json(request, state.config.server.max_body_bytes)
         req = proto.decode(body)
+        grant = await admit(request, req.model)  # allow-list and limits; ended with the stream
         opened = await until_disconnect(request.receive,
-                                        state.gateway.router.open(req, deadline_overrides(request)))
+                                        grant.guard(state.gateway.router.open(req, deadline_overrides(request))))
     except SluicewayError as e:
         return error_response(e, proto.encode_error)
     except ClientGone:
@@ -67,10 +70,12 @@ async def serve(request: Request, proto: Protocol) -> Response | SSEResponse:
     observer = StreamObserver(state.gateway.metrics, proto.name, req.model, t0)
     if proto.complete is None or proto.wants_stream(body):
         return SSEResponse(opened, proto.encoder(request, body, req), keepalive=state.keepalive,
-                           headers=list(proto.headers), stall_timeout=state.stall_timeout, tap=observer)
+                           headers=list(proto.headers), stall_timeout=state.stall_timeout,
+                           tap=Taps(observer, grant))
     outcome = "complete"
     try:
         completion = await until_disconnect(request.receive, fold(opened.batches()))
+        grant.count(completion.usage)
     except ClientGone:
         outcome = "disconnect"
         return CLIENT_GONE
@@ -80,6 +85,7 @@ async def serve(request: Request, proto: Protocol) -> Response | SSEResponse:
     finally:
         await opened.aclose()
         observer.end(outcome)
+        grant.end(outcome)
     if completion.error is not None and not completion.text and not completion.tool_calls:
         return error_response(completion.error, proto.encode_error)
     return Response(proto.complete(completion, body, req), media_type=JSON)
@@ -138,9 +144,11 @@ async def plain_stream(request: Request) -> Response | SSEResponse:
 async def count_tokens(request: Request) -> Response:
     state: AppState = request.app.state.sluiceway
     try:
-        check_api_key(request, state.api_keys)
+        await authenticate(request)
         body = await read_json(request, state.config.server.max_body_bytes)
         req = anthropic_messages.decode_request(body, require_max_tokens=False)
+        if not request.state.principal.allows(req.model):
+            await admit(request, req.model)  # the allow-list's 403; counting tokens is not a generation
     except SluicewayError as e:
         return error_response(e, anthropic_messages.encode_error)
     return Response(anthropic_messages.count_tokens(req), media_type=JSON)
