@@ -13,7 +13,7 @@ import pytest
 
 from sluiceway.server.app import create_app
 
-from .conftest import IN_CI, ServerThread, make_config
+from .conftest import IN_CI, UPSTREAM_KEY, ServerThread, make_config
 from .upstream import HANG, FakeUpstream, Script, chat_chunk, chat_text_stream, sse, usage_wire
 
 CHROMIUM = "/usr/bin/chromium"
@@ -75,12 +75,18 @@ def _scripts(up: FakeUpstream) -> None:
                    status=400, headers={"content-type": "application/json"}, times=1,
                    then=Script(chat_text_stream(["Recovered ", "fine."])))
     up.add("ui-error", error)
+    up.add("ui-slow", chat_text_stream([f"w{i} " for i in range(24)], delay=0.1, usage=usage_wire(6, 24)))
+    up.add("ui-hang", _stream({"content": "kept "}, {"content": "partial"}, pause=0.05, tail=[HANG]))
+
+
+def _config(upstream: FakeUpstream | None, db: Path, **overrides):
+    return make_config(upstream, store={"url": f"sqlite+aiosqlite:///{db}"}, **overrides)
 
 
 @pytest.fixture(scope="module")
-def ui(upstream: FakeUpstream) -> Iterator[ServerThread]:
+def ui(upstream: FakeUpstream, tmp_path_factory) -> Iterator[ServerThread]:
     _scripts(upstream)  # before the server lists models, so the picker offers them
-    srv = ServerThread(create_app(make_config(upstream))).start()
+    srv = ServerThread(create_app(_config(upstream, tmp_path_factory.mktemp("ui") / "chat.db"))).start()
     yield srv
     srv.stop()
 
@@ -121,7 +127,7 @@ def open_page(browser: Browser, ui: ServerThread):
         page.on("dialog", on_dialog)
         if setup:
             setup(page)
-        page.goto(f"{server.url}/?store={store}")
+        page.goto(f"{server.url}/" + ("?store=local" if store == "local" else ""))
         page.wait_for_selector("html[data-ready]", timeout=15000)
         return page
 
@@ -420,7 +426,7 @@ def test_narrow_screen_hides_the_sidebar_behind_a_menu(open_page):
     assert sidebar.bounding_box()["x"] >= 0
     shot(page, "11-mobile-sidebar")
     page.click("#close-sidebar")
-    ask(page, "up/ui-incremental", "small screen")
+    ask(page, "up/ui-quick", "small screen")
     wait_status(page, "complete")
     shot(page, "12-mobile-chat")
 
@@ -441,7 +447,7 @@ def test_without_node_modules_the_page_falls_back_to_plain_text(open_page):
 @pytest.mark.timeout(180)
 def test_embedded_model_smoke(open_page):
     pytest.importorskip("llama_cpp")
-    srv = ServerThread(create_app(make_config(None, embedded=True))).start()
+    srv = ServerThread(create_app(_config(None, ARTIFACTS / "embedded-smoke.db", embedded=True))).start()
     try:
         page = open_page(srv)
         options = page.locator("#model option").all_text_contents()
@@ -456,3 +462,97 @@ def test_embedded_model_smoke(open_page):
         shot(page, "13-embedded")
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------- stored sessions (server)
+
+def server_page(open_page, server: ServerThread | None = None, **kw) -> Page:
+    page = open_page(server, store="auto", **kw) if server else open_page(store="auto", **kw)
+    assert page.evaluate("document.documentElement.dataset.store") == "server"
+    return page
+
+
+def test_reload_mid_answer_reattaches_and_completes(open_page, upstream):
+    page = server_page(open_page)
+    ask(page, "up/ui-slow", "count for me")
+    expect(last_reply(page).locator(".content")).to_contain_text("w3", timeout=5000)
+    page.reload()
+    page.wait_for_selector("html[data-ready]")
+    expect(last_reply(page)).to_have_attribute("data-status", "streaming")  # reattached while still running
+    shot(page, "14-reattached")
+    wait_status(page, "complete")
+    expect(last_reply(page).locator(".content")).to_have_text(" ".join(f"w{i}" for i in range(24)))
+    expect(page.locator("#messages .msg")).to_have_count(2)
+    assert len(upstream.for_model("ui-slow")) == 1  # reattached to the same run, not asked again
+    expect(last_reply(page).locator(".meta")).to_contain_text("6 in · 24 out")
+
+
+def test_server_side_stop_keeps_the_partial_answer_across_reload(open_page, upstream):
+    page = server_page(open_page)
+    ask(page, "up/ui-hang", "never finishes")
+    expect(last_reply(page).locator(".content")).to_have_text("kept partial", timeout=5000)
+    page.keyboard.press("Escape")
+    wait_status(page, "stopped", timeout=5000)
+    rec = upstream.last("ui-hang")
+    assert rec.wait_closed(1.0), "the upstream connection stayed open after Stop"
+    page.reload()
+    page.wait_for_selector("html[data-ready]")
+    wait_status(page, "stopped")
+    expect(last_reply(page).locator(".content")).to_have_text("kept partial")
+
+
+def test_sessions_are_stored_on_the_server_and_survive_a_restart(open_page, upstream, tmp_path):
+    db = tmp_path / "restart.db"
+    first = ServerThread(create_app(_config(upstream, db))).start()
+    try:
+        page = server_page(open_page, first)
+        ask(page, "up/ui-quick", "remember me")
+        wait_status(page, "complete")
+        page.click("#new-chat")
+        ask(page, "up/ui-quick", "second chat")
+        wait_status(page, "complete")
+        items = page.locator("#session-list .session-item")
+        expect(items).to_have_count(2)
+        items.first.hover()
+        items.first.locator("[data-action=rename]").click()
+        page.locator(".rename-input").fill("Renamed on the server")
+        page.locator(".rename-input").press("Enter")
+        expect(items.first.locator(".session-open")).to_have_text("Renamed on the server")
+        titles = [s["title"] for s in page.request.get(f"{first.url}/sessions").json()["data"]]
+        assert sorted(titles) == ["Renamed on the server", "remember me"]
+    finally:
+        first.stop()
+    second = ServerThread(create_app(_config(upstream, db))).start()
+    try:
+        page = server_page(open_page, second)
+        items = page.locator("#session-list .session-item")
+        expect(items).to_have_count(2)
+        items.filter(has_text="remember me").locator(".session-open").click()
+        expect(page.locator("#messages .msg.user .bubble")).to_have_text("remember me")
+        expect(last_reply(page).locator(".content")).to_have_text("Short reply.")
+        shot(page, "15-after-restart")
+        target = items.filter(has_text="Renamed on the server")
+        target.hover()
+        target.locator("[data-action=delete]").click()
+        target.locator("[data-action=delete]").click()
+        expect(items).to_have_count(1)
+        titles = [s["title"] for s in page.request.get(f"{second.url}/sessions").json()["data"]]
+        assert titles == ["remember me"]
+    finally:
+        second.stop()
+
+
+def test_debug_drawer_shows_the_trace_without_secrets(open_page):
+    page = server_page(open_page)
+    ask(page, "up/ui-quick", "trace me")
+    wait_status(page, "complete")
+    last_reply(page).hover()
+    last_reply(page).locator("[data-action=trace]").click()
+    drawer = page.locator("#drawer")
+    expect(drawer).to_be_visible()
+    expect(drawer).to_contain_text("trace me", timeout=5000)
+    expect(drawer).to_contain_text("up/ui-quick")
+    assert UPSTREAM_KEY not in drawer.inner_text()
+    shot(page, "16-trace")
+    page.keyboard.press("Escape")
+    expect(drawer).to_be_hidden()
