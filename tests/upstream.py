@@ -75,6 +75,7 @@ class FakeUpstream:
         self.scripts: dict[str, Script] = {}
         self.records: list[Record] = []
         self.default_models: list[str] = []
+        self._since: dict[str, int] = {}
         # exact request paths served by a script before any other matching
         # (vendor-shaped model lists such as Gemini's GET /v1beta/models)
         self.routes: dict[str, Script] = {}
@@ -86,11 +87,13 @@ class FakeUpstream:
     # ---------------------------------------------------------------- control
     def add(self, name: str, script: Script | list[Any], **kw: Any) -> str:
         self.scripts[name] = script if isinstance(script, Script) else Script(list(script), **kw)
+        # tests share one fake: a name's records count from its latest registration
+        self._since[name] = len(self.records)
         return name
 
     def for_model(self, name: str) -> list[Record]:
-        return [r for r in self.records if r.body.get("model") == name or name in r.path] \
-            if self.records else []
+        return [r for r in self.records[self._since.get(name, 0):]
+                if r.body.get("model") == name or name in r.path]
 
     def last(self, name: str) -> Record:
         recs = self.for_model(name)
