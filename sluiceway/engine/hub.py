@@ -55,7 +55,7 @@ class Source(Protocol):
 
 
 class Observer(Protocol):
-    def batch(self, events: list[Event]) -> None: ...
+    def batch(self, events: list[Event], encoded: list[bytes]) -> None: ...  # encoded[i] is events[i] as JSON
 
     async def end(self, status: str) -> None: ...  # "complete" | "interrupted" | "error"
 
@@ -280,13 +280,17 @@ class Hub:
             source = await run.open()
             async for batch in source.batches():
                 cut = next((i for i, ev in enumerate(batch) if ev.type in TERMINAL_TYPES), -1)
-                run.observer.batch(batch if cut < 0 else batch[: cut + 1])
-                head = batch if cut < 0 else batch[:cut]
-                if head:
-                    await self.log.append(run.id, [encode_event(ev) for ev in head])
                 if cut >= 0:
-                    terminal = [batch[cut]]
-                    break
+                    batch = batch[: cut + 1]
+                encoded = [encode_event(ev) for ev in batch]  # once, for the log and the recorder
+                run.observer.batch(batch, encoded)
+                if cut < 0:
+                    await self.log.append(run.id, encoded)
+                    continue
+                if cut:
+                    await self.log.append(run.id, encoded[:cut])
+                terminal = [batch[cut]]
+                break
             if not terminal:
                 raise SluicewayError("upstream stream ended without a finish event", code="upstream_error")
             status = {"finish": "complete", "abort": "interrupted"}.get(terminal[0].type, "error")
@@ -295,13 +299,13 @@ class Hub:
             if task is not None:
                 task.uncancel()  # we were stopped on purpose: finish the bookkeeping below
             terminal, status = [Abort(run.stop_reason or "cancelled")], "interrupted"
-            run.observer.batch(terminal)
+            run.observer.batch(terminal, [encode_event(terminal[0])])
         except Exception as e:
             if not isinstance(e, SluicewayError):
                 log.exception("run %s failed", run.id)
                 e = SluicewayError("internal error while streaming", code="internal_error")
             terminal, status = [e.to_event()], "error"
-            run.observer.batch(terminal)
+            run.observer.batch(terminal, [encode_event(terminal[0])])
         finally:
             run.closing = True
             if source is not None:

@@ -25,7 +25,6 @@ import orjson
 
 from ..core import Accumulator, ChatRequest, Event
 from ..core.tokens import estimate_tokens
-from ..engine.hub import encode_event
 from ..store import Store
 
 log = logging.getLogger("sluiceway.recorder")
@@ -76,7 +75,7 @@ class Recorder:
         self._saving: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- observer
-    def batch(self, events: list[Event]) -> None:
+    def batch(self, events: list[Event], encoded: list[bytes]) -> None:
         self.acc.feed(events)
         for ev in events:
             t = ev.type
@@ -92,7 +91,7 @@ class Recorder:
                 self.results.append({"type": "tool_result", "call_id": ev.call_id, "name": ev.name,
                                      "output": ev.output, "is_error": ev.is_error})
         if self.trace:
-            self.events.extend(encode_event(ev) for ev in events)
+            self.events.extend(encoded)
         if self.interval > 0 and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self._checkpoint)
 

@@ -27,6 +27,17 @@ def _alembic_config(connection: Connection) -> AlembicConfig:
     return cfg
 
 
+def head() -> str:
+    """The newest revision in ``migrations/versions``."""
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    rev = ScriptDirectory.from_config(cfg).get_current_head()
+    assert rev is not None
+    return rev
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.connect() as conn:
         if conn.dialect.name == "postgresql":

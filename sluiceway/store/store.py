@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -90,6 +91,7 @@ class Turn:
     session: dict[str, Any]
     user: dict[str, Any]
     assistant: dict[str, Any]
+    history: list[dict[str, Any]]  # the session's messages before this turn, in order
 
 
 class Store:
@@ -164,21 +166,30 @@ class Store:
         one transaction, creating the session when ``session_id`` is None."""
         t = now()
         async with self.tx() as s:
-            if session_id is None:
+            if session_id is None:  # a new session: insert it at its first positions, no history
                 session_id = new_id()
-                s.add(SessionRow(id=session_id, title=title_from(user_text), model=model, system=system,
-                                 next_seq=0, created_at=t, updated_at=t))
-                await s.flush()
-            res = await s.execute(
-                update(SessionRow).where(SessionRow.id == session_id)
-                .values(next_seq=SessionRow.next_seq + 2, updated_at=t,
-                        title=func.coalesce(SessionRow.title, title_from(user_text)))
-                .returning(SessionRow.next_seq))
-            got = res.first()
-            if got is None:
-                raise NotFound(f"session {session_id!r} does not exist", code="session_not_found",
-                               param="session_id")
-            seq = got[0] - 2
+                srow = SessionRow(id=session_id, title=title_from(user_text), model=model, system=system,
+                                  next_seq=2, created_at=t, updated_at=t)
+                s.add(srow)
+                await s.flush()  # no relationship() tells the unit of work to insert the session first
+                session, seq, history = session_dict(srow), 0, []
+            else:
+                res = await s.execute(
+                    update(SessionRow).where(SessionRow.id == session_id)
+                    .values(next_seq=SessionRow.next_seq + 2, updated_at=t,
+                            title=func.coalesce(SessionRow.title, title_from(user_text)))
+                    .returning(SessionRow.next_seq, SessionRow.title, SessionRow.model, SessionRow.system,
+                               SessionRow.created_at))
+                got = res.first()
+                if got is None:
+                    raise NotFound(f"session {session_id!r} does not exist", code="session_not_found",
+                                   param="session_id")
+                seq = got.next_seq - 2
+                session = {"id": session_id, "title": got.title, "model": got.model, "system": got.system,
+                           "created_at": _iso(got.created_at), "updated_at": _iso(t)}
+                rows = await s.scalars(select(MessageRow).where(MessageRow.session_id == session_id,
+                                                                MessageRow.seq < seq).order_by(MessageRow.seq))
+                history = [message_dict(r) for r in rows]
             user = MessageRow(id=new_id(), session_id=session_id, seq=seq, role="user",
                               parts=[{"type": "text", "text": user_text}], status="complete",
                               created_at=t, updated_at=t)
@@ -187,10 +198,7 @@ class Store:
                               status="streaming", model=model, provider=provider, run_id=asst_id,
                               created_at=t, updated_at=t)
             s.add_all([user, asst])
-            await s.flush()
-            srow = await s.get(SessionRow, session_id)
-            assert srow is not None
-            return Turn(session_dict(srow), message_dict(user), message_dict(asst))
+        return Turn(session, message_dict(user), message_dict(asst), history)
 
     async def get_message(self, message_id: str) -> dict[str, Any] | None:
         async with self.tx() as s:
@@ -265,13 +273,19 @@ class Store:
             return res.rowcount
 
 
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
 def create_engine(url: str) -> AsyncEngine:
     u = make_url(url)
+    # orjson for JSON columns: a long answer's trace holds thousands of events
+    kw: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
     if u.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, **kw)
     if u.database and u.database != ":memory:":
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **kw)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
