@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from dotenv import load_dotenv
@@ -101,7 +101,7 @@ class StoreConfig(BaseModel):
 class RunsConfig(BaseModel):
     """Chat runs (server-owned generations). ``REDIS_URL`` overrides ``redis_url``."""
 
-    disconnect: str = "continue"  # continue | cancel: what a client leaving does to its run
+    disconnect: Literal["continue", "cancel"] = "continue"  # what a client leaving does to its run
     redis_url: str | None = None  # run logs in Redis Streams (shared by replicas) instead of memory
     ttl: float = 3600.0  # seconds a finished run's log stays readable
     shutdown_grace: float = 3.0  # seconds active runs may finish at shutdown before being interrupted
