@@ -556,3 +556,27 @@ def test_debug_drawer_shows_the_trace_without_secrets(open_page):
     shot(page, "16-trace")
     page.keyboard.press("Escape")
     expect(drawer).to_be_hidden()
+
+
+def test_a_server_that_wants_a_key_gets_one_from_the_page(browser, ui, upstream, tmp_path):
+    srv = ServerThread(create_app(_config(upstream, tmp_path / "keys.db", server={"api_keys": ["sk-ui-key"]}))).start()
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.goto(f"{srv.url}/")
+        dialog = page.locator("#key-dialog")
+        expect(dialog).to_be_visible(timeout=10000)
+        page.fill("#key-input", "sk-wrong")
+        page.click("#key-dialog button[value=save]")
+        expect(page.locator("#key-why")).to_contain_text("not accepted", timeout=10000)
+        page.fill("#key-input", "sk-ui-key")
+        page.click("#key-dialog button[value=save]")
+        page.wait_for_selector("html[data-ready]", timeout=15000)
+        assert page.evaluate("document.documentElement.dataset.store") == "server"
+        ask(page, "up/ui-quick", "with a key")
+        wait_status(page, "complete")
+        expect(last_reply(page).locator(".content")).to_have_text("Short reply.")
+        assert upstream.last("ui-quick").body["messages"][-1]["content"] == "with a key"
+    finally:
+        ctx.close()
+        srv.stop()

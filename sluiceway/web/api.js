@@ -12,6 +12,7 @@
 // so moving from /v1/chat/completions to the sessions/runs API means a new
 // `streamReply` here, not a new UI.
 
+import { withAuth } from "./auth.js";
 import { readSSE } from "./sse.js";
 
 export class ApiError extends Error {
@@ -41,7 +42,7 @@ async function failure(resp) {
 
 /** [{id, provider, ownedBy}] from GET /v1/models. */
 export async function listModels() {
-  const resp = await fetch(url("v1/models"), { headers: { accept: "application/json" } });
+  const resp = await fetch(url("v1/models"), { headers: withAuth({ accept: "application/json" }) });
   if (!resp.ok) throw await failure(resp);
   const body = await resp.json();
   return (body.data || []).map((m) => ({ id: m.id, provider: m.provider || m.owned_by, ownedBy: m.owned_by }));
@@ -85,7 +86,7 @@ export async function* streamReply({ model, system, messages, temperature, maxTo
   if (maxTokens) body.max_tokens = Number(maxTokens);
   const resp = await fetch(url("v1/chat/completions"), {
     method: "POST",
-    headers: { "content-type": "application/json", accept: "text/event-stream" },
+    headers: withAuth({ "content-type": "application/json", accept: "text/event-stream" }),
     body: JSON.stringify(body),
     signal,
   });

@@ -5,6 +5,7 @@
 // /v1/chat/completions (api.js). `?store=local` forces the second.
 
 import { ApiError, listModels, streamReply } from "./api.js";
+import { getApiKey, setApiKey } from "./auth.js";
 import { ICONS, paintIcons } from "./icons.js";
 import { copyText, loadMarkdown, markdownAvailable } from "./markdown.js";
 import { AssistantView, h, userMessageEl } from "./messages.js";
@@ -46,6 +47,7 @@ async function loadModels() {
   } catch (e) {
     console.error("sluiceway: could not list models", e);
     state.models = [];
+    if (e.status === 401) askKey(e.message);
   }
   select.textContent = "";
   if (!state.models.length) {
@@ -731,12 +733,39 @@ function wire() {
   $("scrim").addEventListener("click", () => document.body.classList.remove("sidebar-open"));
 }
 
+/** Ask for the API key; saving it reloads the page with the key in use. */
+function askKey(why) {
+  const dlg = $("key-dialog");
+  if (why) $("key-why").textContent = why;
+  $("key-input").value = getApiKey();
+  if (!dlg.open) dlg.showModal();
+  $("key-input").focus();
+}
+
+function wireKey() {
+  $("set-key").addEventListener("click", () => askKey("The API key this browser sends. It is kept in this browser only."));
+  $("key-form").addEventListener("submit", () => {
+    setApiKey($("key-input").value.trim());
+    location.reload();
+  });
+  $("key-clear").addEventListener("click", () => {
+    setApiKey("");
+    location.reload();
+  });
+}
+
 async function main() {
   paintIcons();
   setTheme(document.documentElement.dataset.theme || "light");
+  wireKey();
   wire();
   const forced = new URLSearchParams(location.search).get("store");
-  const server = forced === "local" ? false : await serverHasSessions();
+  const probe = forced === "local" ? "no" : await serverHasSessions();
+  if (probe === "key") {
+    askKey(getApiKey() ? "That API key was not accepted. Enter another one." : undefined);
+    return;
+  }
+  const server = probe === "yes";
   store = server ? new ServerSessionStore() : new LocalSessionStore();
   document.documentElement.dataset.store = server ? "server" : "local";
   const [md] = await Promise.all([loadMarkdown(), loadModels()]);

@@ -8,6 +8,7 @@
 // "error" | "abort" | "run"}), so the UI does not care which API it talks to.
 
 import { ApiError } from "./api.js";
+import { withAuth } from "./auth.js";
 import { readSSE } from "./sse.js";
 
 const url = (path) => new URL(path, document.baseURI).toString();
@@ -16,7 +17,7 @@ const PARAMS_KEY = "sluiceway.sessionParams.v1"; // per-session sampling params,
 async function call(method, path, body) {
   const resp = await fetch(url(path), {
     method,
-    headers: body === undefined ? { accept: "application/json" } : { "content-type": "application/json" },
+    headers: withAuth(body === undefined ? { accept: "application/json" } : { "content-type": "application/json" }),
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (!resp.ok) {
@@ -34,13 +35,17 @@ async function call(method, path, body) {
   return resp.status === 204 ? null : resp.json();
 }
 
-/** True when the server stores sessions (the sessions API is mounted and its store is open). */
+/**
+ * Does the server store sessions (the sessions API is mounted and its store is
+ * open)? "yes", "no", or "key" when it wants an API key we do not have.
+ */
 export async function serverHasSessions() {
   try {
-    const resp = await fetch(url("sessions?limit=1"), { headers: { accept: "application/json" } });
-    return resp.ok && (resp.headers.get("content-type") || "").includes("json");
+    const resp = await fetch(url("sessions?limit=1"), { headers: withAuth({ accept: "application/json" }) });
+    if (resp.status === 401) return "key";
+    return resp.ok && (resp.headers.get("content-type") || "").includes("json") ? "yes" : "no";
   } catch {
-    return false;
+    return "no";
   }
 }
 
@@ -244,7 +249,7 @@ async function* runEvents(resp, cursor) {
 }
 
 async function openStream(path, init) {
-  const resp = await fetch(url(path), { ...init, headers: { accept: "text/event-stream", ...(init.headers || {}) } });
+  const resp = await fetch(url(path), { ...init, headers: withAuth({ accept: "text/event-stream", ...(init.headers || {}) }) });
   if (!resp.ok) {
     let message = `${resp.status} ${resp.statusText}`;
     let code;
