@@ -24,6 +24,7 @@ class Result:
     ttft: float | None = None  # seconds from sending the request to the first content byte
     frames: int = 0  # data: lines seen, [DONE] included
     closed_at: float | None = None  # time.monotonic() when an abandoned stream was closed
+    seconds: float = 0.0  # the whole request, from sending it to the end of the body
 
 
 def session(limit: int = 0) -> aiohttp.ClientSession:
@@ -78,6 +79,7 @@ async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: 
                 r.ok = True
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
         r.error = f"{type(e).__name__}: {e}"
+    r.seconds = time.perf_counter() - t0
     return r
 
 
