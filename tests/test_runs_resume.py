@@ -34,13 +34,19 @@ def runs_config(backend: str) -> dict:
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
-def srv(request, upstream, tmp_path_factory) -> Iterator[ServerThread]:
+def pair(request, upstream, tmp_path_factory) -> Iterator[tuple[ServerThread, ServerThread]]:
+    """(where runs start, where clients reattach and stop). With Redis these
+    are two servers sharing the run logs and the database, so reattaching
+    reads Redis; in memory it is one server."""
     db = tmp_path_factory.mktemp("runs") / "runs.db"
     cfg = make_config(upstream, store={"url": f"sqlite+aiosqlite:///{db}", "checkpoint_interval": 0.1},
                       runs=runs_config(request.param))
-    s = ServerThread(create_app(cfg)).start()
-    yield s
-    s.stop()
+    a = ServerThread(create_app(cfg)).start()
+    b = ServerThread(create_app(cfg.model_copy(deep=True))).start() if request.param == "redis" else a
+    yield a, b
+    a.stop()
+    if b is not a:
+        b.stop()
 
 
 def start_stream(srv: ServerThread, model: str, limit: int | None) -> tuple[dict, list[tuple[int, dict]]]:
@@ -60,32 +66,35 @@ def reattach(srv: ServerThread, run_id: str, after: int, *, header: bool = True,
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(first=st.integers(1, 16), second=st.integers(0, 16), header=st.booleans(), slow=st.booleans())
-def test_reattach_gets_the_rest_exactly_once(upstream, srv, first, second, header, slow):
+def test_reattach_gets_the_rest_exactly_once(upstream, pair, first, second, header, slow):
+    a, b = pair
     model = f"r-prop-{uuid.uuid4().hex[:8]}"
     upstream.add(model, chat_text_stream(PIECES, delay=0.01 if slow else 0.0))
-    run, got = start_stream(srv, f"up/{model}", limit=first)
+    run, got = start_stream(a, f"up/{model}", limit=first)
     seen = list(got)
     if seen[-1][1]["type"] != "finish":  # a second disconnect point, part-way through the rest
-        seen += reattach(srv, run["run_id"], seen[-1][0], header=header, limit=second or None)
+        seen += reattach(b, run["run_id"], seen[-1][0], header=header, limit=second or None)
     if seen[-1][1]["type"] != "finish":
-        seen += reattach(srv, run["run_id"], seen[-1][0], header=not header)
+        seen += reattach(a if header else b, run["run_id"], seen[-1][0], header=not header)
     ids = [i for i, _ in seen]
     assert ids == list(range(1, len(ids) + 1)), "duplicated or missing events"
     assert seen[-1][1]["type"] == "finish"
     assert text_of(seen) == TEXT
     # and from scratch, the whole log again
-    assert reattach(srv, run["run_id"], 0) == seen
+    assert reattach(b, run["run_id"], 0) == seen
+    assert reattach(a, run["run_id"], 0) == seen
 
 
-def test_stop_keeps_the_partial_answer_and_ends_every_watcher(upstream, srv):
+def test_stop_keeps_the_partial_answer_and_ends_every_watcher(upstream, pair):
+    a, b = pair
     model = f"r-stop-{uuid.uuid4().hex[:8]}"
     upstream.add(model, [sse(chat_chunk({"role": "assistant", "content": ""})),
                          sse(chat_chunk({"content": "so far "})), sse(chat_chunk({"content": "so good"})), HANG])
-    run, got = start_stream(srv, f"up/{model}", limit=2)
+    run, got = start_stream(a, f"up/{model}", limit=2)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        watchers = [pool.submit(reattach, srv, run["run_id"], 0) for _ in range(2)]
-        wait_for(lambda: "so good" in (messages(srv, run["session_id"])[1]["text"]))  # checkpointed
-        r = httpx.post(f"{srv.url}/runs/{run['run_id']}/stop", timeout=10)
+        watchers = [pool.submit(reattach, srv, run["run_id"], 0) for srv in (a, b)]
+        wait_for(lambda: "so good" in (messages(b, run["session_id"])[1]["text"]))  # checkpointed
+        r = httpx.post(f"{b.url}/runs/{run['run_id']}/stop", timeout=10)
         assert r.status_code == 200 and r.json()["stopped"] is True
         msg = r.json()["message"]
         assert (msg["status"], msg["text"]) == ("interrupted", "so far so good")
@@ -94,7 +103,7 @@ def test_stop_keeps_the_partial_answer_and_ends_every_watcher(upstream, srv):
     assert ends[0][-1][1] == {"type": "abort", "reason": "stopped"}
     assert text_of(ends[0]) == "so far so good"
     assert upstream.last(model).wait_closed(1.0)
-    again = httpx.post(f"{srv.url}/runs/{run['run_id']}/stop", timeout=10)
+    again = httpx.post(f"{b.url}/runs/{run['run_id']}/stop", timeout=10)
     assert again.status_code == 200 and again.json()["stopped"] is False
 
 

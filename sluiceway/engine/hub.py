@@ -138,6 +138,9 @@ class MemoryRunLog:
             except TimeoutError:
                 yield []
 
+    def has(self, run_id: str) -> bool:
+        return run_id in self._runs
+
     async def meta(self, run_id: str) -> dict[str, Any] | None:
         r = self._runs.get(run_id)
         return None if r is None else {**r.meta, "ended": r.ended, "events": len(r.entries)}

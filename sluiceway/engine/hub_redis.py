@@ -10,6 +10,13 @@ Per run:
 
 Everything expires ``ttl`` seconds after its last write. Stop requests are
 published on ``{prefix}stop``; the owner's subscriber cancels the run.
+
+The owner also keeps its runs in a local ``MemoryRunLog``: its own readers
+(the client that started the run, reattaches that land on the same replica)
+read from memory, and Redis is written behind by one writer task per run that
+sends whatever has piled up in one pipelined round trip. So Redis latency is
+never on the relay path, and a slow Redis coalesces writes instead of
+slowing the stream. Only the end of a run waits for Redis to have it all.
 """
 
 from __future__ import annotations
@@ -18,14 +25,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from .hub import Entry
+from .hub import Entry, MemoryRunLog
 
 log = logging.getLogger("sluiceway.hub")
+
+
+@dataclass(slots=True)
+class _Writer:
+    pending: list[bytes] = field(default_factory=list)
+    end: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
 
 
 class RedisRunLog:
@@ -36,6 +52,8 @@ class RedisRunLog:
         self.prefix = prefix
         self.live_ttl = live_ttl
         self._seq: dict[str, int] = {}  # runs this process owns → last sequence number
+        self._writers: dict[str, _Writer] = {}
+        self.local = MemoryRunLog(ttl=min(ttl, 60.0))  # Redis has the log after that
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
 
@@ -78,16 +96,52 @@ class RedisRunLog:
                 log.warning("run heartbeat: %s", e)
 
     async def create(self, run_id: str, meta: dict[str, Any]) -> None:
+        await self.local.create(run_id, meta)
         self._seq[run_id] = 0
+        w = self._writers[run_id] = _Writer()
+        w.task = asyncio.create_task(self._drain(run_id, w), name=f"runlog-writer-{run_id}")
         async with self.redis.pipeline(transaction=True) as p:
             p.set(self._key(run_id, ":meta"), orjson.dumps(meta), ex=self.ttl)
             p.set(self._key(run_id, ":live"), b"1", ex=int(self.live_ttl))
             await p.execute()
 
     async def append(self, run_id: str, payloads: list[bytes], *, end: bool = False) -> None:
+        await self.local.append(run_id, payloads, end=end)
+        w = self._writers.get(run_id)
+        if w is None:
+            return
+        w.pending.extend(payloads)
+        w.end = w.end or end
+        w.wake.set()
+        if end and w.task is not None:
+            try:  # remote readers and stoppers wait for the end: let Redis have it before we go on
+                await asyncio.wait_for(asyncio.shield(w.task), 10)
+            except Exception as e:
+                log.warning("run %s: flushing to Redis failed: %s", run_id, e)
+
+    async def _drain(self, run_id: str, w: _Writer) -> None:
+        while True:
+            await w.wake.wait()
+            w.wake.clear()
+            batch, w.pending = w.pending, []
+            end = w.end  # set in the same synchronous step as the last payloads: they are in batch
+            if batch or end:
+                try:
+                    await self._write(run_id, batch, end)
+                except Exception as e:  # the local readers are unaffected; remote ones see a gap
+                    log.warning("run %s: writing %d event(s) to Redis failed: %s", run_id, len(batch), e)
+            if end:
+                self._writers.pop(run_id, None)
+                return
+
+    async def _write(self, run_id: str, payloads: list[bytes], end: bool) -> None:
         n = self._seq.get(run_id)
         if n is None:
             return
+        # numbers are taken even if the write fails, so Redis ids always match the local ones
+        self._seq[run_id] = n + len(payloads)
+        if end:
+            del self._seq[run_id]
         key = self._key(run_id)
         async with self.redis.pipeline(transaction=True) as p:
             for i, payload in enumerate(payloads, n + 1):
@@ -100,11 +154,13 @@ class RedisRunLog:
                 p.expire(self._key(run_id, ":meta"), self.ttl)
                 p.delete(self._key(run_id, ":live"))
             await p.execute()
-        self._seq[run_id] = n + len(payloads)
-        if end:
-            del self._seq[run_id]
 
-    async def read(self, run_id: str, after: int, *, heartbeat: float | None = None) -> AsyncIterator[list[Entry]]:
+    def read(self, run_id: str, after: int, *, heartbeat: float | None = None) -> AsyncIterator[list[Entry]]:
+        if self.local.has(run_id):
+            return self.local.read(run_id, after, heartbeat=heartbeat)
+        return self._read_redis(run_id, after, heartbeat)
+
+    async def _read_redis(self, run_id: str, after: int, heartbeat: float | None) -> AsyncIterator[list[Entry]]:
         if not await self.redis.exists(self._key(run_id, ":meta")):
             return
         key = self._key(run_id)
@@ -134,10 +190,14 @@ class RedisRunLog:
                 return
 
     async def meta(self, run_id: str) -> dict[str, Any] | None:
+        if self.local.has(run_id):
+            return await self.local.meta(run_id)
         raw = await self.redis.get(self._key(run_id, ":meta"))
         return orjson.loads(raw) if raw else None
 
     async def is_live(self, run_id: str) -> bool:
+        if self.local.has(run_id):
+            return await self.local.is_live(run_id)
         return bool(await self.redis.exists(self._key(run_id, ":live")))
 
     async def live_among(self, run_ids: list[str]) -> set[str]:
@@ -150,15 +210,24 @@ class RedisRunLog:
         return {r for r, ok in zip(run_ids, found, strict=True) if ok}
 
     async def wait_ended(self, run_id: str) -> None:
+        if self.local.has(run_id):
+            return await self.local.wait_ended(run_id)
         last = await self.redis.xrevrange(self._key(run_id), count=1)
         after = int(last[0][0].split(b"-", 1)[0]) - 1 if last else 0  # re-read the last entry: is it the end?
-        async for _ in self.read(run_id, after, heartbeat=1.0):
+        async for _ in self._read_redis(run_id, after, 1.0):
             pass
 
     async def request_stop(self, run_id: str, reason: str) -> None:
         await self.redis.publish(self.prefix + "stop", f"{run_id} {reason}")
 
     async def aclose(self) -> None:
+        writers = [w.task for w in self._writers.values() if w.task is not None]
+        if writers:  # runs have ended by now (the hub closes first): let their last writes land
+            await asyncio.wait(writers, timeout=5)
+        for w in self._writers.values():
+            if w.task is not None:
+                w.task.cancel()
+        await self.local.aclose()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
