@@ -75,7 +75,7 @@ def _scripts(up: FakeUpstream) -> None:
                    status=400, headers={"content-type": "application/json"}, times=1,
                    then=Script(chat_text_stream(["Recovered ", "fine."])))
     up.add("ui-error", error)
-    up.add("ui-slow", chat_text_stream([f"w{i} " for i in range(24)], delay=0.1, usage=usage_wire(6, 24)))
+    up.add("ui-slow", chat_text_stream([f"w{i} " for i in range(20)], delay=0.08, usage=usage_wire(6, 20)))
     up.add("ui-hang", _stream({"content": "kept "}, {"content": "partial"}, pause=0.05, tail=[HANG]))
 
 
@@ -466,9 +466,12 @@ def test_embedded_model_smoke(open_page):
 
 # ------------------------------------------------------- stored sessions (server)
 
-def server_page(open_page, server: ServerThread | None = None, **kw) -> Page:
+def server_page(open_page, server: ServerThread | None = None, *, new_chat: bool = True, **kw) -> Page:
     page = open_page(server, store="auto", **kw) if server else open_page(store="auto", **kw)
     assert page.evaluate("document.documentElement.dataset.store") == "server"
+    if new_chat:  # the shared server holds other tests' chats, and the newest one opens first
+        page.click("#new-chat")
+        expect(page.locator("#messages .msg")).to_have_count(0)
     return page
 
 
@@ -481,10 +484,26 @@ def test_reload_mid_answer_reattaches_and_completes(open_page, upstream):
     expect(last_reply(page)).to_have_attribute("data-status", "streaming")  # reattached while still running
     shot(page, "14-reattached")
     wait_status(page, "complete")
-    expect(last_reply(page).locator(".content")).to_have_text(" ".join(f"w{i}" for i in range(24)))
+    expect(last_reply(page).locator(".content")).to_have_text(" ".join(f"w{i}" for i in range(20)))
     expect(page.locator("#messages .msg")).to_have_count(2)
     assert len(upstream.for_model("ui-slow")) == 1  # reattached to the same run, not asked again
-    expect(last_reply(page).locator(".meta")).to_contain_text("6 in · 24 out")
+    expect(last_reply(page).locator(".meta")).to_contain_text("6 in · 20 out")
+
+
+def test_switching_chats_mid_answer_keeps_it_streaming(open_page, upstream):
+    page = server_page(open_page)
+    ask(page, "up/ui-quick", "an older chat")
+    wait_status(page, "complete")
+    page.click("#new-chat")
+    expect(page.locator("#messages .msg")).to_have_count(0)
+    ask(page, "up/ui-slow", "count again")
+    expect(last_reply(page).locator(".content")).to_contain_text("w2", timeout=5000)
+    items = page.locator("#session-list .session-item")
+    items.filter(has_text="an older chat").locator(".session-open").click()
+    expect(page.locator("#messages .msg.user .bubble")).to_have_text("an older chat")
+    items.filter(has_text="count again").locator(".session-open").click()
+    wait_status(page, "complete")
+    expect(last_reply(page).locator(".content")).to_have_text(" ".join(f"w{i}" for i in range(20)))
 
 
 def test_server_side_stop_keeps_the_partial_answer_across_reload(open_page, upstream):
@@ -505,7 +524,7 @@ def test_sessions_are_stored_on_the_server_and_survive_a_restart(open_page, upst
     db = tmp_path / "restart.db"
     first = ServerThread(create_app(_config(upstream, db))).start()
     try:
-        page = server_page(open_page, first)
+        page = server_page(open_page, first, new_chat=False)
         ask(page, "up/ui-quick", "remember me")
         wait_status(page, "complete")
         page.click("#new-chat")
@@ -520,11 +539,12 @@ def test_sessions_are_stored_on_the_server_and_survive_a_restart(open_page, upst
         expect(items.first.locator(".session-open")).to_have_text("Renamed on the server")
         titles = [s["title"] for s in page.request.get(f"{first.url}/sessions").json()["data"]]
         assert sorted(titles) == ["Renamed on the server", "remember me"]
+        page.close()  # no idle keep-alive connection holds up the shutdown
     finally:
         first.stop()
     second = ServerThread(create_app(_config(upstream, db))).start()
     try:
-        page = server_page(open_page, second)
+        page = server_page(open_page, second, new_chat=False)
         items = page.locator("#session-list .session-item")
         expect(items).to_have_count(2)
         items.filter(has_text="remember me").locator(".session-open").click()
@@ -538,11 +558,12 @@ def test_sessions_are_stored_on_the_server_and_survive_a_restart(open_page, upst
         expect(items).to_have_count(1)
         titles = [s["title"] for s in page.request.get(f"{second.url}/sessions").json()["data"]]
         assert titles == ["remember me"]
+        page.close()
     finally:
         second.stop()
 
 
-def test_debug_drawer_shows_the_trace_without_secrets(open_page):
+def test_debug_drawer_shows_the_trace_without_secrets(open_page, upstream):
     page = server_page(open_page)
     ask(page, "up/ui-quick", "trace me")
     wait_status(page, "complete")
@@ -556,6 +577,12 @@ def test_debug_drawer_shows_the_trace_without_secrets(open_page):
     shot(page, "16-trace")
     page.keyboard.press("Escape")
     expect(drawer).to_be_hidden()
+    # stored turns are never rewritten: "Ask again" sends the question as a new turn
+    last_reply(page).hover()
+    last_reply(page).locator("[data-action=regenerate]").click()
+    expect(page.locator("#messages .msg")).to_have_count(4)
+    wait_status(page, "complete")
+    assert [m["content"] for m in upstream.last("ui-quick").body["messages"]] == ["trace me", "Short reply.", "trace me"]
 
 
 def test_a_server_that_wants_a_key_gets_one_from_the_page(browser, ui, upstream, tmp_path):

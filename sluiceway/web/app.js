@@ -122,9 +122,10 @@ async function renderSidebar({ refresh = true } = {}) {
   if (refresh || !state.listed) state.listed = await store.list();
   const sessions = state.listed.filter(
     (s) =>
-      !q ||
+      (!s.draft || s === state.session) &&
+      (!q ||
       titleOf(s).toLowerCase().includes(q) ||
-      s.messages.some((m) => (m.content || "").toLowerCase().includes(q)),
+      s.messages.some((m) => (m.content || "").toLowerCase().includes(q))),
   );
   list.textContent = "";
   for (const s of sessions) {
@@ -219,7 +220,11 @@ async function newChat() {
 }
 
 async function openSession(s) {
-  if (store.server && !s.loaded) s = (await store.get(s.id)) || s;
+  // A reply still streaming belongs to the session object its run holds: show that one.
+  const prev = state.session;
+  if (prev?.draft && prev !== s && !prev.messages.length) store.remove(prev.id); // an untouched new chat
+  if (state.run && state.run.session.id === s.id) s = state.run.session;
+  else if (store.server && !s.loaded) s = (await store.get(s.id)) || s;
   state.session = s;
   showSettings(s);
   $("chat-title").textContent = titleOf(s);
@@ -330,7 +335,10 @@ async function consume(run, stream) {
           const el = $("messages").querySelector(`.msg.user[data-id="${CSS.escape(run.user.tempId)}"]`);
           if (el) el.dataset.id = ev.user_message_id;
         }
-        if (ev.session_id && ev.session_id !== run.session.id) run.session.id = ev.session_id;
+        if (ev.session_id && ev.session_id !== run.session.id) {
+          await store.adopt(run.session, ev.session_id);
+          renderSidebar();
+        }
         break;
       case "text":
         if (run.reasoningAt != null && msg.reasoningMs == null) msg.reasoningMs = performance.now() - run.reasoningAt;
@@ -400,7 +408,7 @@ async function generate({ text = null, user = null } = {}) {
     const opts = { model: settings.model, system: settings.system, temperature: settings.temperature,
       maxTokens: settings.maxTokens, signal };
     let stream = store.server
-      ? streamTurn({ ...opts, sessionId: s.id, text, cursor: run.cursor })
+      ? streamTurn({ ...opts, sessionId: s.draft ? undefined : s.id, text, cursor: run.cursor })
       : streamReply({ ...opts, messages: history });
     for (let attempt = 1; ; attempt++) {
       try {

@@ -27,7 +27,11 @@ export function userMessageEl(msg) {
   el.dataset.role = "user";
   const bubble = h("div", "bubble", msg.content);
   const actions = h("div", "actions");
-  actions.append(actionButton("edit", "Edit and resend", "edit"), actionButton("copy", "Copy", "copy"));
+  const stored = document.documentElement.dataset.store === "server"; // stored turns are never rewritten
+  actions.append(
+    actionButton("edit", stored ? "Edit and send as a new message" : "Edit and resend", "edit"),
+    actionButton("copy", "Copy", "copy"),
+  );
   el.append(bubble, actions);
   return el;
 }
@@ -177,7 +181,8 @@ export class AssistantView {
       if (title) s.title = title;
       stats.append(s);
     };
-    if (m.model) add(m.model, m.provider ? `Model (provider: ${m.provider})` : "Model", "model");
+    if (m.model) add(m.model, "Model", "model");
+    if (m.provider && !(m.model || "").startsWith(`${m.provider}/`)) add(`via ${m.provider}`, "Provider");
     if (m.status === "stopped") add("stopped", "You stopped this reply", "badge");
     const x = m.metrics || {};
     if (x.ttftMs != null) add(`${fmtMs(x.ttftMs)} TTFT`, "Time to first token");
@@ -190,7 +195,7 @@ export class AssistantView {
     const actions = h("div", "actions");
     actions.append(
       actionButton("copy", "Copy", "copy"),
-      actionButton("refresh", "Regenerate", "regenerate"),
+      actionButton("refresh", document.documentElement.dataset.store === "server" ? "Ask again" : "Regenerate", "regenerate"),
       actionButton("bug", "Debug trace (raw upstream request and response)", "trace"),
     );
     this.footer.append(stats, actions);

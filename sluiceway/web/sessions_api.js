@@ -115,12 +115,16 @@ export class ServerSessionStore {
     return s;
   }
 
+  /** Newest first; a draft (a new chat with no message yet) is listed on top. */
   async list() {
     const { data } = await call("GET", "sessions?limit=200");
-    return data.map((row) => this._session(row)).sort((a, b) => b.updatedAt - a.updatedAt);
+    const stored = data.map((row) => this._session(row)).sort((a, b) => b.updatedAt - a.updatedAt);
+    return [...[...this.known.values()].filter((s) => s.draft), ...stored];
   }
 
   async get(id) {
+    const known = this.known.get(id);
+    if (known?.draft) return known;
     try {
       const [row, { data }] = await Promise.all([
         call("GET", `sessions/${encodeURIComponent(id)}`),
@@ -133,17 +137,48 @@ export class ServerSessionStore {
     }
   }
 
+  /**
+   * A new chat is a draft until its first message: POST /chat/stream without a
+   * session_id creates the stored session (so "New chat" is instant and never
+   * leaves empty chats on the server). `adopt` gives the draft its real id.
+   */
   async create(settings = {}) {
-    const row = await call("POST", "sessions", { model: settings.model || null, system: settings.system || null });
-    this._saveParams(row.id, settings);
-    return this._session(row, []);
+    const now = Date.now();
+    const s = { id: `draft_${now.toString(36)}${Math.random().toString(36).slice(2, 6)}`, draft: true, title: "",
+      createdAt: now, updatedAt: now, settings: { ...settings }, messages: [], loaded: true };
+    for (const [id, other] of this.known) if (other.draft && !other.messages.length) this.known.delete(id);
+    this.known.set(s.id, s);
+    return s;
+  }
+
+  /** The server created the draft's session: take its id, and the title it was given here, if any. */
+  async adopt(session, id) {
+    if (session.id === id) return;
+    this.known.delete(session.id);
+    const title = session.title;
+    session.id = id;
+    session.draft = false;
+    session._sent = { model: session.settings?.model, system: session.settings?.system };
+    this.known.set(id, session);
+    this._saveParams(id, session.settings || {});
+    if (session.renamed && title) await this.rename(id, title);
   }
 
   async rename(id, title) {
+    const known = this.known.get(id);
+    if (known?.draft) {
+      known.title = title;
+      known.renamed = true;
+      return;
+    }
     await call("PATCH", `sessions/${encodeURIComponent(id)}`, { title });
   }
 
   async remove(id) {
+    if (this.known.get(id)?.draft) {
+      this.known.delete(id);
+      return;
+    }
     try {
       await call("DELETE", `sessions/${encodeURIComponent(id)}`);
     } catch (e) {
@@ -157,6 +192,7 @@ export class ServerSessionStore {
   /** Messages are saved by the server as they stream; only settings are ours to save. */
   async save(session) {
     const st = session.settings || {};
+    if (session.draft) return; // sent with the first message
     this._saveParams(session.id, st);
     const sent = (session._sent ||= {});
     if (sent.model !== st.model || sent.system !== st.system) {
