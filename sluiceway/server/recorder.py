@@ -128,7 +128,8 @@ class Recorder:
         if self.trace:
             await self.store.save_trace(self.message_id, kind="canonical-events",
                                         request=request_trace(self.req, self.opened),
-                                        response=orjson.loads(b"[" + b",".join(self.events) + b"]"))
+                                        # already JSON: spliced in as is, never decoded and re-encoded
+                                        response=orjson.Fragment(b"[" + b",".join(self.events) + b"]"))
 
     # ------------------------------------------------------------- helpers
     def parts(self) -> list[dict[str, Any]]:

@@ -254,7 +254,8 @@ class Store:
 
     # --------------------------------------------------------------- traces
     async def save_trace(self, message_id: str, *, kind: str, request: dict[str, Any],
-                         response: list[Any]) -> None:
+                         response: list[Any] | orjson.Fragment) -> None:
+        """``response`` may be an ``orjson.Fragment`` holding a JSON array."""
         async with self.tx() as s:
             await s.merge(TraceRow(message_id=message_id, kind=kind, request=request, response=response,
                                    created_at=now()))
