@@ -445,11 +445,11 @@ def test_without_node_modules_the_page_falls_back_to_plain_text(open_page):
 
 @pytest.mark.embedded
 @pytest.mark.timeout(180)
-def test_embedded_model_smoke(open_page):
+def test_embedded_model_smoke(open_page, tmp_path):
     pytest.importorskip("llama_cpp")
-    srv = ServerThread(create_app(_config(None, ARTIFACTS / "embedded-smoke.db", embedded=True))).start()
+    srv = ServerThread(create_app(_config(None, tmp_path / "embedded.db", embedded=True))).start()
     try:
-        page = open_page(srv)
+        page = open_page(srv, store="auto")  # what a newcomer gets: chats stored on the server
         options = page.locator("#model option").all_text_contents()
         model = "smollm2" if "smollm2" in options else options[0]
         page.select_option("#model", model)
