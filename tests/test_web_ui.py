@@ -607,3 +607,27 @@ def test_a_server_that_wants_a_key_gets_one_from_the_page(browser, ui, upstream,
     finally:
         ctx.close()
         srv.stop()
+
+
+def test_the_pages_sse_parser_follows_the_spec(open_page):
+    """sse.js, run in the page: line ends split across reads, UTF-8 split
+    inside a character, BOM, comments, multi-line data, ids, and an event
+    without its closing blank line dropped at EOF."""
+    page = open_page()
+    got = page.evaluate("""async () => {
+      const { SSEParser } = await import('./static/sse.js');
+      const enc = new TextEncoder();
+      const bytes = enc.encode('\\ufeffdata: a\\r\\r\\n: keep-alive\\n\\nevent: run\\nid: 7\\ndata:{"x":1}\\ndata:  two\\n\\n'
+                               + 'data: 日本\\r\\n\\ndata:no-colon-space\\nretry: 5\\nfield\\n\\ndata: lost at EOF');
+      const p = new SSEParser();
+      const out = [];
+      for (let i = 0; i < bytes.length; i += 3) out.push(...p.feed(bytes.slice(i, i + 3)));  // splits everything
+      out.push(...p.end());
+      return out;
+    }""")
+    assert got == [
+        {"event": "message", "data": "a", "id": None},
+        {"event": "run", "data": '{"x":1}\n two', "id": "7"},
+        {"event": "message", "data": "日本", "id": "7"},
+        {"event": "message", "data": "no-colon-space", "id": "7"},
+    ]
