@@ -77,6 +77,15 @@ class EventBuilder:
             out.append(ReasoningEnd(self._block, signature, encrypted, redacted))  # type: ignore[arg-type]
         self._kind = self._block = None
 
+    def end_reasoning(self, out: list[Event], *, signature: str | None = None,
+                      encrypted: str | None = None, redacted: str | None = None) -> None:
+        """Close the reasoning block with its signature. A signature with no
+        reasoning text before it (thinking display omitted) still becomes an
+        empty reasoning block, so it can be echoed back on the next turn."""
+        if self._kind != "reasoning" and (signature or encrypted or redacted):
+            self._open(out, "reasoning")
+        self.close_block(out, signature=signature, encrypted=encrypted, redacted=redacted)
+
     def redacted_reasoning(self, out: list[Event], data: str) -> None:
         self.close_block(out)
         self._n += 1

@@ -32,7 +32,7 @@ from ..core import (
     Usage,
 )
 from . import sse
-from .openai_chat import _tools as chat_tools
+from .openai_chat import decode_tools
 from .validate import expect_dict, expect_int, expect_list, expect_number, expect_str, optional
 
 HEADERS: list[tuple[bytes, bytes]] = [(b"x-vercel-ai-ui-message-stream", b"v1")]
@@ -141,7 +141,7 @@ def decode_request(body: Any) -> ChatRequest:
     system = optional(body.get("system"), expect_str, "system")
     if system:
         messages.insert(0, Message.of("system", system))
-    return ChatRequest(model=model, messages=messages, tools=chat_tools(body),
+    return ChatRequest(model=model, messages=messages, tools=decode_tools(body),
                        temperature=optional(body.get("temperature"), expect_number, "temperature"),
                        max_tokens=optional(body.get("maxOutputTokens", body.get("max_tokens")), expect_int,
                                            "maxOutputTokens"))

@@ -87,7 +87,7 @@ def _message(m: Any, i: int) -> Message:
     where = f"messages[{i}]"
     m = expect_dict(m, where)
     role = m.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:  # a list or object role must be a 400, not a TypeError
         raise BadRequest(f"{where}.role must be one of system, user, assistant, tool", param=f"{where}.role")
     if role == "developer":
         role = "system"
@@ -114,7 +114,8 @@ def _message(m: Any, i: int) -> Message:
     return msg
 
 
-def _tools(body: dict[str, Any]) -> list[Tool]:
+def decode_tools(body: dict[str, Any]) -> list[Tool]:
+    """Function tools in Chat Completions shape (shared by protocols that accept it)."""
     tools: list[Tool] = []
     for i, t in enumerate(optional(body.get("tools"), expect_list, "tools") or ()):
         t = expect_dict(t, f"tools[{i}]")
@@ -150,7 +151,8 @@ def decode_request(body: Any) -> ChatRequest:
         optional(so.get("include_usage"), expect_bool, "stream_options.include_usage")
     tc = body.get("tool_choice", body.get("function_call"))
     if isinstance(tc, dict):
-        name = (tc.get("function") or {}).get("name") if "function" in tc else tc.get("name")
+        fn = (tc.get("function") or {}) if "function" in tc else tc
+        name = fn.get("name") if isinstance(fn, dict) else None  # a non-object function is a 400 below
         tc = {"name": expect_str(name, "tool_choice.function.name")}
     elif tc is not None and tc not in ("auto", "none", "required"):
         raise BadRequest("tool_choice must be auto, none, required or a function", param="tool_choice")
@@ -173,7 +175,7 @@ def decode_request(body: Any) -> ChatRequest:
     return ChatRequest(
         model=model,
         messages=[_message(m, i) for i, m in enumerate(msgs)],
-        tools=_tools(body),
+        tools=decode_tools(body),
         tool_choice=tc,
         parallel_tool_calls=optional(body.get("parallel_tool_calls"), expect_bool, "parallel_tool_calls"),
         temperature=temperature,

@@ -329,11 +329,7 @@ class EventAdapter:
             self.b.tool_end(out, block.call_id, block.name, "".join(block.args) or "{}")
             block.kind = "ignored"
         elif block.kind == "thinking":
-            if self.b._kind != "reasoning" and block.signature:
-                # display:"omitted" sends no thinking text, only the signature:
-                # still a (empty) reasoning block, so the signature can go back
-                self.b._open(out, "reasoning")
-            self.b.close_block(out, signature=block.signature)
+            self.b.end_reasoning(out, signature=block.signature)
         else:
             self.b.close_block(out)
 

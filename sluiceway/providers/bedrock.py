@@ -309,12 +309,7 @@ class ConverseAdapter:
         if block.kind == "tool":
             self.b.tool_end(out, block.call_id, block.name, "".join(block.args) or "{}")
         elif block.kind == "reasoning":
-            if block.redacted and self.b._kind != "reasoning":
-                self.b.redacted_reasoning(out, block.redacted)
-                return
-            if self.b._kind != "reasoning" and block.signature:
-                self.b._open(out, "reasoning")  # a signature with no text still goes back next turn
-            self.b.close_block(out, signature=block.signature, redacted=block.redacted)
+            self.b.end_reasoning(out, signature=block.signature, redacted=block.redacted)
         else:
             self.b.close_block(out)
 
