@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,12 +20,12 @@ PIECES = ["Hel", "lo, ", "wor", "ld! ", "¿Qué? ", "日本語 ", "🙂"]
 TEXT = "".join(PIECES)
 
 
-def read_sse(resp: httpx.Response, limit: int | None = None) -> tuple[dict | None, list[tuple[int, dict]]]:
+def read_sse(resp: httpx.Response | Iterator[str], limit: int | None = None) -> tuple[dict | None, list[tuple[int, dict]]]:
     """(the ``run`` frame, [(id, event)…]) from our SSE framing; stops after
-    ``limit`` events when given."""
+    ``limit`` events when given. Pass ``resp.iter_lines()`` to read on later."""
     run, events = None, []
     ev_id, name, data = None, None, []
-    for line in resp.iter_lines():
+    for line in resp.iter_lines() if isinstance(resp, httpx.Response) else resp:
         if line.startswith(":"):
             continue
         if line == "":
@@ -289,3 +290,19 @@ def test_title_generation_asks_the_model_and_saves_the_title(upstream, chat_serv
     empty = httpx.post(f"{srv.url}/sessions", json={"model": "up/c-title"}).json()["id"]
     assert httpx.post(f"{srv.url}/sessions/{empty}/title").status_code == 400
     assert httpx.post(f"{srv.url}/sessions/nope/title").status_code == 404
+
+
+def test_deleting_a_session_stops_its_active_run(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-del", [sse(chat_chunk({"role": "assistant", "content": ""})),
+                           sse(chat_chunk({"content": "going on"})), HANG])
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "x", "model": "up/c-del"},
+                      timeout=10) as resp:
+        lines = resp.iter_lines()
+        run, _ = read_sse(lines, limit=2)
+        assert httpx.delete(f"{srv.url}/sessions/{run['session_id']}", timeout=10).status_code == 204
+        _, rest = read_sse(lines)  # the watcher's stream ends with the abort
+    assert rest[-1][1] == {"type": "abort", "reason": "session deleted"}
+    assert upstream.last("c-del").wait_closed(1.0)
+    assert httpx.get(f"{srv.url}/sessions/{run['session_id']}/messages").status_code == 404
+    assert httpx.get(f"{srv.url}/messages/{run['message_id']}/trace").status_code == 404

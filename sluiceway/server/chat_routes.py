@@ -76,8 +76,10 @@ async def startup(state: AppState) -> None:
         await sweep_orphans(store, hub)
         if redis_url:  # a crashed replica's runs stop looking live only after their heartbeat TTL
             hub.every(runlog.live_ttl, lambda: sweep_orphans(store, hub))
-        if cfg.store.traces and cfg.store.trace_retention_days > 0:
-            await store.prune_traces(timedelta(days=cfg.store.trace_retention_days))
+        if cfg.store.trace_retention_days > 0:
+            keep = timedelta(days=cfg.store.trace_retention_days)
+            await store.prune_traces(keep)
+            hub.every(3600, lambda: store.prune_traces(keep))
     except BaseException:
         await hub.aclose()
         await store.close()
@@ -431,6 +433,9 @@ async def session(request: Request) -> Response:
         if s is None:
             raise NotFound(f"session {sid!r} does not exist", code="session_not_found")
         return _json(s)
+    _, hub = _parts(request.app.state.sluiceway)
+    for run in [r for r in hub.runs.values() if r.meta.get("session_id") == sid]:
+        await hub.stop(run.id, "session deleted")  # its answer has nowhere to go
     if not await store.delete_session(sid):
         raise NotFound(f"session {sid!r} does not exist", code="session_not_found")
     return Response(status_code=204)
@@ -455,11 +460,14 @@ async def session_title(request: Request) -> Response:
     transcript = "\n".join(f"{m['role']}: {m['text'][:500]}" for m in rows)
     req = ChatRequest(model=model, messages=[Message.of("system", TITLE_PROMPT), Message.of("user", transcript)],
                       max_tokens=24)
-    opened = await until_disconnect(request.receive, state.gateway.router.open(req))
+    grant = await admit(request, model)  # a generation too: the key's allow-list and limits apply
+    opened = await until_disconnect(request.receive, grant.guard(state.gateway.router.open(req)))
     try:
         completion = await until_disconnect(request.receive, fold(opened.batches()))
+        grant.count(completion.usage)
     finally:
         await opened.aclose()
+        grant.end()
     if completion.error is not None and not completion.text:
         raise completion.error
     title = " ".join(completion.text.split()).strip("\"'“”‘’ ").removesuffix(".")[:200]

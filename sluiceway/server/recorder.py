@@ -121,11 +121,11 @@ class Recorder:
         error = ({"code": c.error.code, "message": c.error.message, "status": c.error.status}
                  if c.error is not None else None)
         dep = getattr(self.opened, "deployment", None)
-        await self.store.finish_message(
+        saved = await self.store.finish_message(
             self.message_id, status=status, parts=self.parts(), finish_reason=c.finish_reason,
             error=error, usage=usage_d, ttft_ms=ttft, tokens_per_s=tps,
             provider=getattr(getattr(dep, "provider", None), "name", None))
-        if self.trace:
+        if self.trace and saved:  # (not saved: the session was deleted meanwhile)
             await self.store.save_trace(self.message_id, kind="canonical-events",
                                         request=request_trace(self.req, self.opened),
                                         # already JSON: spliced in as is, never decoded and re-encoded

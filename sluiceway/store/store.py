@@ -224,7 +224,8 @@ class Store:
                              finish_reason: str | None = None, error: dict[str, Any] | None = None,
                              usage: dict[str, Any] | None = None, ttft_ms: float | None = None,
                              tokens_per_s: float | None = None, model: str | None = None,
-                             provider: str | None = None) -> None:
+                             provider: str | None = None) -> bool:
+        """False when the message no longer exists (its session was deleted)."""
         values: dict[str, Any] = {"status": status, "parts": parts, "finish_reason": finish_reason,
                                   "error": error, "usage": usage, "ttft_ms": ttft_ms,
                                   "tokens_per_s": tokens_per_s, "updated_at": now()}
@@ -233,7 +234,8 @@ class Store:
         if provider is not None:
             values["provider"] = provider
         async with self.tx() as s:
-            await s.execute(update(MessageRow).where(MessageRow.id == message_id).values(**values))
+            res = await s.execute(update(MessageRow).where(MessageRow.id == message_id).values(**values))
+            return res.rowcount > 0
 
     async def streaming_messages(self) -> list[str]:
         async with self.tx() as s:
