@@ -64,7 +64,8 @@ def reattach(srv: ServerThread, run_id: str, after: int, *, header: bool = True,
         return read_sse(resp, limit=limit)[1]
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(first=st.integers(1, 16), second=st.integers(0, 16), header=st.booleans(), slow=st.booleans())
 def test_reattach_gets_the_rest_exactly_once(upstream, pair, first, second, header, slow):
     a, b = pair

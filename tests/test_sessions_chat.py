@@ -306,3 +306,40 @@ def test_deleting_a_session_stops_its_active_run(upstream, chat_server):
     assert upstream.last("c-del").wait_closed(1.0)
     assert httpx.get(f"{srv.url}/sessions/{run['session_id']}/messages").status_code == 404
     assert httpx.get(f"{srv.url}/messages/{run['message_id']}/trace").status_code == 404
+
+
+def _think_and_call(finish: bool) -> list:
+    steps = [sse(chat_chunk({"role": "assistant", "content": ""})),
+             sse(chat_chunk({"reasoning_content": "deep"})), sse(chat_chunk({"reasoning_content": "er"})),
+             sse(chat_chunk({"content": "Let me check."})),
+             sse(chat_chunk({"tool_calls": [{"index": 0, "id": "call_A", "type": "function",
+                                             "function": {"name": "get_weather", "arguments": ""}}]})),
+             sse(chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]})),
+             sse(chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Oslo"}'}}]}))]
+    return steps + ([sse(chat_chunk({}, "tool_calls")), b"data: [DONE]\n\n"] if finish else [HANG])
+
+
+def test_reasoning_and_tool_calls_are_stored_complete_or_partial(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-tools", _think_and_call(finish=True))
+    msg = httpx.post(f"{srv.url}/chat", json={"message": "weather?", "model": "up/c-tools"},
+                     timeout=10).json()["message"]
+    assert msg["finish_reason"] == "tool_calls"
+    assert msg["parts"] == [{"type": "reasoning", "text": "deeper"}, {"type": "text", "text": "Let me check."},
+                            {"type": "tool_call", "call_id": "call_A", "name": "get_weather",
+                             "arguments": '{"city":"Oslo"}'}]
+    # stopped while the call's arguments were still arriving: what arrived is kept, marked partial
+    upstream.add("c-tools", _think_and_call(finish=False))
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "again", "model": "up/c-tools"},
+                      timeout=10) as resp:
+        lines = resp.iter_lines()
+        run, events = read_sse(lines, limit=1)
+        while not any(e["type"] == "tool-input-delta" and e["delta"] == '"Oslo"}' for _, e in events):
+            events += read_sse(lines, limit=1)[1]
+        stopped = httpx.post(f"{srv.url}/runs/{run['run_id']}/stop", timeout=10).json()["message"]
+    assert stopped["status"] == "interrupted"
+    assert stopped["parts"] == [{"type": "reasoning", "text": "deeper"}, {"type": "text", "text": "Let me check."},
+                                {"type": "tool_call", "call_id": "call_A", "name": "get_weather",
+                                 "arguments": '{"city":"Oslo"}', "partial": True}]
+    md = httpx.get(f"{srv.url}/sessions/{run['session_id']}/export", params={"format": "md"}).text
+    assert "> deeper" in md and "Tool call `get_weather`" in md and "_(interrupted)_" in md
