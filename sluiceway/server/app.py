@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from ..engine.config import Config, load_config
 from ..engine.gateway import Gateway
-from . import admin_routes, chat_routes, openai_routes, web_routes
+from . import admin_routes, chat_routes, openai_routes, openapi, web_routes
 from .auth import Auth
 from .observe import request_id
 from .protocol_routes import routes as protocol_routes
@@ -94,6 +94,7 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     routes = [
         Route("/healthz", healthz),
         Route("/metrics", metrics),
+        Route("/openapi.json", openapi.openapi_json),
         Route("/v1/models", openai_routes.list_models),
         Route("/v1/models/{model:path}", openai_routes.get_model),
         Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
