@@ -191,6 +191,8 @@ def test_text_streams_in_incrementally_as_markdown(open_page, upstream):
     expect(last_reply(page).locator(".typing")).to_be_visible()  # until the first token
     expect(last_reply(page).locator(".content")).to_contain_text("Water finds", timeout=5000)
     expect(last_reply(page).locator(".typing")).to_be_hidden()
+    if HAVE_LIBS:  # a finished block keeps its DOM node while later text streams in (no flicker)
+        last_reply(page).locator(".content h1").evaluate("h => { h.dataset.seen = 'yes'; }")
     shot(page, "02-streaming")
     wait_status(page, "complete")
     final = last_reply(page).locator(".content").inner_html()
@@ -200,6 +202,7 @@ def test_text_streams_in_incrementally_as_markdown(open_page, upstream):
     reply = last_reply(page)
     if HAVE_LIBS:
         expect(reply.locator(".content h1")).to_have_text("Rivers")
+        expect(reply.locator(".content h1")).to_have_attribute("data-seen", "yes")
         expect(reply.locator(".content strong")).to_have_text("lowest")
         expect(reply.locator(".code-block .code-head")).to_contain_text("python")
         expect(reply.locator(".code-block code .hljs-keyword").first).to_have_text("def")

@@ -9,6 +9,7 @@
 // DOM (and the user's selection) while the rest streams on.
 
 let engine = null; // {marked, purify, hljs}
+let live = false; // rendering a block that is still streaming: no language auto-detection (too slow per frame)
 const vendor = (name) => new URL(`../vendor/${name}`, import.meta.url).toString();
 
 const escapeHtml = (s) =>
@@ -18,7 +19,7 @@ function highlight(hljs, code, lang) {
   if (!hljs) return escapeHtml(code);
   try {
     if (lang && hljs.getLanguage(lang)) return hljs.highlight(code, { language: lang, ignoreIllegals: true }).value;
-    if (code.length < 20000) return hljs.highlightAuto(code).value;
+    if (!live && code.length < 20000) return hljs.highlightAuto(code).value;
   } catch {
     /* fall through to plain */
   }
@@ -74,10 +75,17 @@ const PURIFY = {
   RETURN_DOM_FRAGMENT: true,
 };
 
-function renderBlock(token, links) {
+function renderBlock(token, links, streaming) {
   const list = [token];
   list.links = links;
-  const frag = engine.purify.sanitize(engine.marked.parser(list), PURIFY);
+  live = streaming;
+  let html;
+  try {
+    html = engine.marked.parser(list);
+  } finally {
+    live = false;
+  }
+  const frag = engine.purify.sanitize(html, PURIFY);
   for (const pre of frag.querySelectorAll("pre")) decorateCode(pre);
   return frag;
 }
@@ -103,13 +111,16 @@ function decorateCode(pre) {
 export class MarkdownView {
   constructor(el) {
     this.el = el;
-    this.blocks = []; // [{raw, nodes}]
+    this.blocks = []; // [{raw, nodes, live}]
     this.text = null;
+    this.final = false;
   }
 
-  set(text) {
-    if (text === this.text) return;
+  /** Show `text`; `final` once it stops growing (the last block then gets its full treatment). */
+  set(text, final = true) {
+    if (text === this.text && final === this.final) return;
     this.text = text;
+    this.final = final;
     if (!engine) {
       this.el.classList.add("plain");
       this.el.textContent = text;
@@ -119,13 +130,15 @@ export class MarkdownView {
     // Blocks before the first changed one keep their DOM; the last block is
     // always rebuilt because it is the one still growing.
     let same = 0;
-    while (same < tokens.length - 1 && same < this.blocks.length && this.blocks[same].raw === tokens[same].raw) same++;
+    const kept = (b, t) => b.raw === t.raw && !b.live; // a block drawn while streaming is redrawn once it is done
+    while (same < tokens.length - 1 && same < this.blocks.length && kept(this.blocks[same], tokens[same])) same++;
     for (const b of this.blocks.splice(same)) for (const n of b.nodes) n.remove();
     for (let i = same; i < tokens.length; i++) {
-      const frag = renderBlock(tokens[i], tokens.links);
+      const streaming = !final && i === tokens.length - 1;
+      const frag = renderBlock(tokens[i], tokens.links, streaming);
       const nodes = [...frag.childNodes];
       this.el.append(frag);
-      this.blocks.push({ raw: tokens[i].raw, nodes });
+      this.blocks.push({ raw: tokens[i].raw, nodes, live: streaming });
     }
   }
 }

@@ -90,7 +90,7 @@ export class AssistantView {
     this.el.dataset.status = m.status || "complete";
     this.el.classList.toggle("streaming", m.status === "streaming");
     if (m.reasoning) this._reasoning(m);
-    this.md.set(m.content || "");
+    this.md.set(m.content || "", m.status !== "streaming");
     this.content.hidden = !m.content;
     this._tools(m.toolCalls || []);
     this._error(m);
