@@ -343,3 +343,25 @@ def test_reasoning_and_tool_calls_are_stored_complete_or_partial(upstream, chat_
                                  "arguments": '{"city":"Oslo"}', "partial": True}]
     md = httpx.get(f"{srv.url}/sessions/{run['session_id']}/export", params={"format": "md"}).text
     assert "> deeper" in md and "Tool call `get_weather`" in md and "_(interrupted)_" in md
+
+
+def test_a_rate_limited_key_can_chat_and_its_run_is_counted(upstream, make_server, tmp_path):
+    # a key with limits wraps the recorder (server/auth.py): the run must still stream and be saved
+    admin = "admin-for-chat-test"
+    srv = make_server(store={"url": f"sqlite+aiosqlite:///{tmp_path}/keyed.db"},
+                      server={"admin_key": admin, "keepalive": 15}, runs={"shutdown_grace": 0})
+    made = httpx.post(f"{srv.url}/admin/keys", json={"name": "limited", "tpm": 100000, "max_concurrent_streams": 1},
+                      headers={"authorization": f"Bearer {admin}"})
+    assert made.status_code == 201, made.text
+    auth = {"authorization": f"Bearer {made.json()['key']}"}
+    upstream.add("c-keyed", chat_text_stream(["counted ", "answer"], usage=usage_wire(3, 2)))
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "hi", "model": "up/c-keyed"},
+                      headers=auth, timeout=10) as resp:
+        assert resp.status_code == 200
+        run, events = read_sse(resp)
+    assert events[-1][1]["type"] == "finish" and text_of(events) == "counted answer"
+    stored = httpx.get(f"{srv.url}/sessions/{run['session_id']}/messages", headers=auth).json()["data"]
+    assert (stored[1]["status"], stored[1]["text"]) == ("complete", "counted answer")
+    # the concurrent-stream slot was given back when the run ended
+    r = httpx.post(f"{srv.url}/chat", json={"message": "again", "model": "up/c-keyed"}, headers=auth, timeout=10)
+    assert r.status_code == 200, r.text

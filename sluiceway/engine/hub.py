@@ -275,6 +275,15 @@ class Hub:
             await asyncio.wait(pending, timeout=10)
         await self.log.aclose()
 
+    @staticmethod
+    def _tell(run: Run, terminal: list[Event]) -> None:
+        """Hand the observer a terminal event we made up; a failing observer
+        must not keep the run from ending."""
+        try:
+            run.observer.batch(terminal, [encode_event(ev) for ev in terminal])
+        except Exception:
+            log.exception("observer of run %s failed", run.id)
+
     async def _drive(self, run: Run) -> None:
         source: Source | None = None
         terminal: list[Event] = []
@@ -302,13 +311,13 @@ class Hub:
             if task is not None:
                 task.uncancel()  # we were stopped on purpose: finish the bookkeeping below
             terminal, status = [Abort(run.stop_reason or "cancelled")], "interrupted"
-            run.observer.batch(terminal, [encode_event(terminal[0])])
+            self._tell(run, terminal)
         except Exception as e:
             if not isinstance(e, SluicewayError):
                 log.exception("run %s failed", run.id)
                 e = SluicewayError("internal error while streaming", code="internal_error")
             terminal, status = [e.to_event()], "error"
-            run.observer.batch(terminal, [encode_event(terminal[0])])
+            self._tell(run, terminal)
         finally:
             run.closing = True
             if source is not None:

@@ -109,9 +109,9 @@ class _Observed:
     def __init__(self, inner: Any, grant: Grant) -> None:
         self.inner, self.grant = inner, grant
 
-    def batch(self, events: list[Event]) -> None:
+    def batch(self, events: list[Event], encoded: list[bytes]) -> None:  # hub.Observer: events + their JSON
         self.grant.batch(events)
-        self.inner.batch(events)
+        self.inner.batch(events, encoded)
 
     async def end(self, status: str) -> None:
         try:

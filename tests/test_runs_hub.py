@@ -1,0 +1,115 @@
+"""The hub on its own (no HTTP): every run ends in exactly one terminal event
+in its log, whatever its source or observer does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+
+from sluiceway.core import Finish, Start, TextDelta, TextEnd, TextStart, UpstreamUnavailable, Usage
+from sluiceway.engine.hub import Hub, encode_event
+
+
+class Source:
+    def __init__(self, batches: list, hang: bool = False, fail: Exception | None = None) -> None:
+        self._batches, self.hang, self.fail, self.closed = batches, hang, fail, False
+
+    async def batches(self) -> AsyncIterator[list]:
+        for b in self._batches:
+            yield b
+            await asyncio.sleep(0)
+        if self.fail is not None:
+            raise self.fail
+        if self.hang:
+            await asyncio.sleep(3600)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class Observer:
+    def __init__(self, explode: bool = False) -> None:
+        self.explode, self.seen, self.status = explode, [], None
+
+    def batch(self, events, encoded) -> None:
+        assert [orjson.loads(e) for e in encoded] == [orjson.loads(encode_event(ev)) for ev in events]
+        self.seen += [ev.type for ev in events]
+        if self.explode:
+            raise RuntimeError("observer bug")
+
+    async def end(self, status: str) -> None:
+        self.status = status
+
+
+BATCHES = [[Start("r", "m", 0), TextStart("t")], [TextDelta("t", "a"), TextDelta("t", "b")],
+           [TextEnd("t"), Finish("stop", Usage(1, 2))]]
+
+
+async def log_types(hub: Hub, run_id: str, after: int = 0) -> list[tuple[int, str]]:
+    out = []
+    async for entries in hub.read(run_id, after):
+        out += [(n, orjson.loads(d)["type"]) for n, d in entries]
+    return out
+
+
+async def run_one(hub: Hub, run_id: str, src: Source, obs: Observer):
+    async def open_():
+        return src
+    await hub.start(run_id, open_, obs)
+    return await hub.wait(run_id)
+
+
+async def test_complete_run_log_and_replay_from_any_point():
+    hub = Hub()
+    obs, src = Observer(), Source(BATCHES)
+    assert await run_one(hub, "r1", src, obs) == "complete"
+    types = await log_types(hub, "r1")
+    assert types == [(1, "start"), (2, "text-start"), (3, "text-delta"), (4, "text-delta"), (5, "text-end"),
+                     (6, "finish")]
+    for n in range(7):
+        assert await log_types(hub, "r1", n) == types[n:]
+    assert obs.status == "complete" and src.closed
+    await hub.aclose()
+
+
+async def test_an_observer_that_fails_still_ends_the_run():
+    hub = Hub()
+    obs, src = Observer(explode=True), Source(BATCHES)
+    assert await run_one(hub, "r2", src, obs) == "error"
+    types = await log_types(hub, "r2")
+    assert [t for _, t in types][-1] == "error" and sum(t in ("finish", "error", "abort") for _, t in types) == 1
+    assert obs.status == "error" and src.closed and "r2" not in hub.runs
+    await hub.aclose()
+
+
+async def test_source_errors_and_missing_finish_end_in_one_error_event():
+    hub = Hub()
+    for run_id, src in (("r3", Source(BATCHES[:2], fail=UpstreamUnavailable("gone"))), ("r4", Source(BATCHES[:2]))):
+        obs = Observer()
+        assert await run_one(hub, run_id, src, obs) == "error"
+        types = [t for _, t in await log_types(hub, run_id)]
+        assert types == ["start", "text-start", "text-delta", "text-delta", "error"]
+    await hub.aclose()
+
+
+async def test_stop_and_shutdown_interrupt_with_one_abort():
+    hub = Hub(shutdown_grace=0)
+    src, obs = Source(BATCHES[:2], hang=True), Observer()
+
+    async def open_():
+        return src
+    await hub.start("r5", open_, obs)
+    await asyncio.sleep(0.01)
+    assert await hub.stop("r5", "stopped") is True
+    assert await hub.stop("r5", "again") is False
+    assert [t for _, t in await log_types(hub, "r5")][-1] == "abort" and obs.status == "interrupted"
+    src2, obs2 = Source(BATCHES[:1], hang=True), Observer()
+
+    async def open2():
+        return src2
+    await hub.start("r6", open2, obs2)
+    await asyncio.sleep(0.01)
+    await hub.aclose()
+    assert obs2.status == "interrupted" and src2.closed
