@@ -75,6 +75,8 @@ def _scripts(up: FakeUpstream) -> None:
                    status=400, headers={"content-type": "application/json"}, times=1,
                    then=Script(chat_text_stream(["Recovered ", "fine."])))
     up.add("ui-error", error)
+    up.add("ui-error-stored", Script(error.steps, status=400, headers=error.headers, times=1,
+                                     then=Script(chat_text_stream(["Stored ", "fine."]))))
     up.add("ui-slow", chat_text_stream([f"w{i} " for i in range(20)], delay=0.08, usage=usage_wire(6, 20)))
     up.add("ui-hang", _stream({"content": "kept "}, {"content": "partial"}, pause=0.05, tail=[HANG]))
 
@@ -318,6 +320,20 @@ def test_error_shows_inline_and_retry_recovers(open_page):
     wait_status(page, "complete")
     expect(last_reply(page).locator(".content")).to_have_text("Recovered fine.")
     expect(page.locator("#messages .msg.assistant")).to_have_count(1)  # the failed reply was replaced
+
+
+def test_error_then_retry_in_a_stored_chat(open_page):
+    page = server_page(open_page)
+    ask(page, "up/ui-error-stored", "Hello server?")
+    wait_status(page, "error")
+    expect(last_reply(page).locator(".error")).to_contain_text("overloaded")
+    last_reply(page).locator("button.retry").click()
+    wait_status(page, "complete")
+    expect(last_reply(page).locator(".content")).to_have_text("Stored fine.")
+    page.reload()
+    page.wait_for_selector("html[data-ready]")
+    expect(last_reply(page).locator(".content")).to_have_text("Stored fine.")
+    expect(page.locator("#messages .msg.user .bubble").last).to_have_text("Hello server?")
 
 
 def test_regenerate_and_edit_and_resend(open_page, upstream):

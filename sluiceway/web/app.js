@@ -534,8 +534,15 @@ async function regenerate() {
   if (state.run || !s.messages.length) return;
   if (store.server) {
     // The server keeps every turn: ask the last question again as a new turn.
-    const last = [...s.messages].reverse().find((m) => m.role === "user");
-    if (last) await send(last.content);
+    const i = s.messages.findLastIndex((m) => m.role === "user");
+    if (i < 0) return;
+    const text = s.messages[i].content;
+    const failedToStart = s.messages.at(-1).role === "assistant" && !s.messages.at(-1).runId;
+    if (failedToStart) {
+      s.messages.splice(i); // that turn never reached the server: drop it here too
+      renderConversation();
+    }
+    await send(text);
     return;
   }
   while (s.messages.length && s.messages.at(-1).role === "assistant") {
