@@ -238,9 +238,15 @@ def test_concurrent_stream_limit_holds_and_frees(make_server, tmp_path):
             r = httpx.post(f"{srv.url}/v1/messages", json={"model": "up/kl-ok", "max_tokens": 9, "messages": MSG},
                            headers=headers)
             assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+            r = httpx.post(f"{srv.url}/chat", json={"message": "hi", "model": "up/kl-ok"}, headers=headers)
+            assert_retry_after(r)  # the session chat API shares the limit, and stores nothing
+            assert httpx.get(f"{srv.url}/sessions", headers=headers).json()["data"] == []
     # the held stream's client left: its slot is freed, and finished requests free theirs
     assert wait_for(lambda: chat(srv, raw).status_code == 200)
     assert chat(srv, raw).status_code == 200
+    r = httpx.post(f"{srv.url}/chat", json={"message": "hi", "model": "up/kl-ok"}, headers=headers, timeout=20)
+    assert r.status_code == 200 and r.json()["message"]["text"] == "Hello"
+    assert wait_for(lambda: chat(srv, raw).status_code == 200)  # the finished run freed its slot
 
 
 def test_rpm_limit_holds_across_two_replicas_sharing_redis(make_server, tmp_path):

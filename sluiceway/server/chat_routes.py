@@ -211,7 +211,7 @@ async def start_chat(request: Request) -> Started:
     state.gateway.router.resolve(model)  # unknown model → 404 before anything is written
     grant = await admit(request, model)  # the key's allow-list and limits, also before any write
     system = inp.system or (session or {}).get("system")
-    turn = await store.begin_turn(inp.session_id, inp.message, model=model, system=system)
+    turn = await grant.guard(store.begin_turn(inp.session_id, inp.message, model=model, system=system))
     messages = ([Message.of("system", system)] if system else []) + history_messages(turn.history)
     messages.append(Message.of("user", inp.message))
     req = ChatRequest(model=model, messages=messages, **inp.params)
@@ -228,6 +228,7 @@ async def start_chat(request: Request) -> Started:
         await hub.start(started.run_id, open_, grant.observe(rec), meta=started.ids())
     except Exception as e:  # e.g. Redis down: do not leave the placeholder streaming
         log.exception("starting run %s failed", started.run_id)
+        grant.end("error")  # the run never started: free its stream slot
         err = UpstreamUnavailable("the run log is unavailable; try again", code="run_log_unavailable")
         await store.finish_message(started.run_id, status="error", parts=[],
                                    error={"code": err.code, "message": err.message, "status": err.status})
