@@ -195,6 +195,7 @@ class Bench:
     async def ttft(self, s) -> None:
         times: dict[str, list[float]] = {side: [] for side in SIDES}
         errors = dict.fromkeys(times, 0)
+        cpu0 = {side: self.proxy_cpu(side) for side in SIDES}
         for i in range(self.z.ttft_requests + 20):
             for side in SIDES:  # interleaved, so drift hits both sides alike
                 r = await load.stream(s, self.url(side), self.model(side, 5), min_frames=5)
@@ -202,8 +203,10 @@ class Bench:
                     errors[side] += 1
                 elif i >= 20:  # warm-up
                     times[side].append(r.ttft * 1000)
+        n = self.z.ttft_requests + 20
         res = {side: {"p50": pct(v, 50), "p99": pct(v, 99), "mean": statistics.fmean(v) if v else None,
-                      "errors": errors[side]} for side, v in times.items()}
+                      "errors": errors[side], "proxy_cpu_ms_per_request": (self.proxy_cpu(side) - cpu0[side]) / n * 1000}
+               for side, v in times.items()}
         for side in ("passthrough", "gateway"):
             res[side]["added_p50"] = res[side]["p50"] - res["direct"]["p50"]
             res[side]["added_p99"] = res[side]["p99"] - res["direct"]["p99"]
@@ -421,6 +424,8 @@ def table(r: dict) -> tuple[str, bool]:
     row("  added TTFT p50 (ms)", None, t["passthrough"]["added_p50"], added, "<= 1 ms", added <= 1.0, 3, False)
     row("  added TTFT p99 (ms)", None, t["passthrough"]["added_p99"], t["gateway"]["added_p99"], digits=3,
         ratios=False)
+    row("  proxy CPU per request (ms) *", None, t["passthrough"]["proxy_cpu_ms_per_request"],
+        t["gateway"]["proxy_cpu_ms_per_request"], "(info)", None, 3)
     tp = r["throughput"]
     cpu = tp["gateway"]["proxy_cpu_per_1k"]
     row("CPU-s/1000 chunks, 50 streams flat out *", tp["direct"]["client_cpu_per_1k"],
