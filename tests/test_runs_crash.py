@@ -99,3 +99,47 @@ def test_kill_9_mid_stream_then_restart(upstream, tmp_path, database_url):
         assert httpx.get(f"{srv.url}/runs/{run['run_id']}/stream").status_code == 404
     finally:
         srv.kill()
+
+
+def test_kill_9_of_a_replica_another_replica_cleans_up(upstream, tmp_path):
+    """Replicas share SQLite-on-disk here (PostgreSQL is the same code path,
+    tested above) and Redis: when A dies mid-run, B serves what A had streamed
+    and, once A's heartbeat lapses, marks the answer interrupted."""
+    from sluiceway.server.app import create_app
+
+    from .conftest import ServerThread, make_config, require_service
+
+    require_service("Redis", "127.0.0.1", 6379)
+    model = f"crash-rep-{uuid.uuid4().hex[:8]}"
+    upstream.add(model, [sse(chat_chunk({"role": "assistant", "content": ""})),
+                         sse(chat_chunk({"content": "persisted "})), sse(chat_chunk({"content": "text"})), HANG])
+    db = f"sqlite+aiosqlite:///{tmp_path}/replicas.db"
+    runs = {"redis_url": "redis://127.0.0.1:6379/0", "live_ttl": 1.0, "shutdown_grace": 0}
+    config = tmp_path / "sluiceway.yaml"
+    config.write_text(yaml.safe_dump({
+        "embedded": False,
+        "providers": {"up": {"kind": "openai", "base_url": f"{upstream.url}/v1", "api_key": "sk-x"}},
+        "store": {"url": db, "checkpoint_interval": 0.1}, "runs": runs}))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    a = Proc(config, free_port(), env)
+    b = ServerThread(create_app(make_config(upstream, store={"url": db}, runs=runs))).start()
+    try:
+        with httpx.stream("POST", f"{a.url}/chat/stream", json={"message": "hi", "model": f"up/{model}"},
+                          timeout=10) as resp:
+            run, events = read_sse(resp, limit=3)
+            wait_for(lambda: messages(b, run["session_id"])[1]["text"] == "persisted text")
+            assert httpx.get(f"{b.url}/runs/{run['run_id']}").json()["live"] is True
+            a.kill()
+        # B replays what A streamed, then ends the stream: the owner is gone
+        with httpx.stream("GET", f"{b.url}/runs/{run['run_id']}/stream", timeout=15) as resp:
+            _, replay = read_sse(resp)
+        assert [i for i, _ in replay] == list(range(1, len(replay) + 1))
+        assert "".join(e["delta"] for _, e in replay if e["type"] == "text-delta") == "persisted text"
+        msg = wait_for(lambda: [m for m in messages(b, run["session_id"]) if m["status"] == "interrupted"],
+                       timeout=10)[0]
+        assert (msg["role"], msg["text"]) == ("assistant", "persisted text")
+        stop = httpx.post(f"{b.url}/runs/{run['run_id']}/stop", timeout=10)
+        assert stop.status_code == 200 and stop.json()["stopped"] is False
+    finally:
+        a.kill()
+        b.stop()

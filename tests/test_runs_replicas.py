@@ -73,3 +73,14 @@ def test_run_on_a_completes_while_watched_from_b(upstream, replicas):
     assert (stored["status"], stored["text"]) == ("complete", "".join(pieces))
     info = httpx.get(f"{b.url}/runs/{run['run_id']}").json()
     assert info["live"] is False and info["session_id"] == run["session_id"]
+
+
+def test_a_watcher_on_b_outlasts_a_long_silence_of_the_run_on_a(upstream, replicas):
+    a, b = replicas
+    model = f"rep-quiet-{uuid.uuid4().hex[:8]}"
+    upstream.add(model, chat_text_stream(["before ", "the pause ", "after"], delay=0.0)[:3] + [2.5]
+                 + chat_text_stream(["before ", "the pause ", "after"])[3:])
+    run, got = start_stream(a, f"up/{model}", limit=1)
+    events = reattach(b, run["run_id"], 1)  # blocks through the silence, across several Redis reads
+    assert text_of(got + events) == "before the pause after"
+    assert events[-1][1]["type"] == "finish"

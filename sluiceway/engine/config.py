@@ -105,6 +105,7 @@ class RunsConfig(BaseModel):
     redis_url: str | None = None  # run logs in Redis Streams (shared by replicas) instead of memory
     ttl: float = 3600.0  # seconds a finished run's log stays readable
     shutdown_grace: float = 3.0  # seconds active runs may finish at shutdown before being interrupted
+    live_ttl: float = 15.0  # with Redis: a dead replica's runs count as orphaned this long after its last heartbeat
 
 
 class Config(BaseModel):

@@ -94,7 +94,7 @@ class RedisRunLog:
             try:
                 async with self.redis.pipeline(transaction=False) as p:
                     for run_id in list(self._seq):
-                        p.expire(self._key(run_id, ":live"), int(self.live_ttl))
+                        p.pexpire(self._key(run_id, ":live"), int(self.live_ttl * 1000))
                     await p.execute()
             except Exception as e:
                 log.warning("run heartbeat: %s", e)
@@ -106,7 +106,7 @@ class RedisRunLog:
         w.task = asyncio.create_task(self._drain(run_id, w), name=f"runlog-writer-{run_id}")
         async with self.redis.pipeline(transaction=True) as p:
             p.set(self._key(run_id, ":meta"), orjson.dumps(meta), ex=self.ttl)
-            p.set(self._key(run_id, ":live"), b"1", ex=int(self.live_ttl))
+            p.set(self._key(run_id, ":live"), b"1", px=int(self.live_ttl * 1000))
             await p.execute()
 
     async def append(self, run_id: str, payloads: list[bytes], *, end: bool = False) -> None:
@@ -171,19 +171,23 @@ class RedisRunLog:
         key = self._key(run_id)
         seen = max(after, 0)
         last = f"{seen}-0"
-        block = int((heartbeat or 5.0) * 1000)
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
         while True:
-            got = await self.redis.xread({key: last}, count=1000, block=block)
+            # short blocks: well under the client's socket timeout, and a dead owner is noticed within ~1 s
+            got = await self.redis.xread({key: last}, count=1000, block=1000)
             if not got:
-                if heartbeat is not None:
-                    yield []
                 if not await self.is_live(run_id):
                     # the owner is gone (or the run ended and expired): read what is left, then stop
                     got = await self.redis.xread({key: last}, count=100000)
                     if not got:
                         return
                 else:
+                    if heartbeat is not None and loop.time() - quiet_since >= heartbeat:
+                        quiet_since = loop.time()
+                        yield []
                     continue
+            quiet_since = loop.time()
             entries = got[0][1]
             out: list[Entry] = []
             ended = False

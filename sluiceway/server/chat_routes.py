@@ -67,7 +67,7 @@ async def startup(state: AppState) -> None:
     if redis_url:
         from ..engine.hub_redis import RedisRunLog
 
-        runlog = RedisRunLog(redis_url, ttl=cfg.runs.ttl)
+        runlog = RedisRunLog(redis_url, ttl=cfg.runs.ttl, live_ttl=cfg.runs.live_ttl)
     else:
         runlog = MemoryRunLog(ttl=cfg.runs.ttl)
     hub = Hub(runlog, disconnect=cfg.runs.disconnect, shutdown_grace=cfg.runs.shutdown_grace)
