@@ -113,3 +113,29 @@ async def test_stop_and_shutdown_interrupt_with_one_abort():
     await asyncio.sleep(0.01)
     await hub.aclose()
     assert obs2.status == "interrupted" and src2.closed
+
+
+def test_every_event_type_round_trips_through_the_log_encoding():
+    from sluiceway.core import (
+        Abort,
+        Error,
+        ReasoningDelta,
+        ReasoningEnd,
+        ReasoningStart,
+        StepFinish,
+        ToolCall,
+        ToolInputDelta,
+        ToolInputEnd,
+        ToolInputStart,
+        ToolResult,
+    )
+    from sluiceway.engine.hub import decode_event
+
+    evs = [Start("r", "m", 1), TextStart("t"), TextDelta("t", "日本 \n \"q\""), TextEnd("t"), ReasoningStart("r1"),
+           ReasoningDelta("r1", "hm"), ReasoningEnd("r1", signature="sig"), ToolInputStart("c", "f"),
+           ToolInputDelta("c", '{"a":'), ToolInputEnd("c"), ToolCall("c", "f", '{"a":1}'),
+           ToolResult("c", "f", "out", is_error=True), StepFinish("tool_calls", Usage(1, 2, 0, 0, True)),
+           Finish("stop", Usage(3, 4, 1, 2), raw_reason="stop"), Error("x", "boom", True, 503), Abort("stopped")]
+    for ev in evs:
+        assert b"\n" not in encode_event(ev)
+        assert decode_event(encode_event(ev)) == ev

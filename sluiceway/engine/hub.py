@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..core import TERMINAL_TYPES, Abort, Event, SluicewayError
+from ..core import TERMINAL_TYPES, Abort, Event, SluicewayError, Usage
 
 log = logging.getLogger("sluiceway.hub")
 
@@ -44,6 +44,26 @@ def encode_event(ev: Event) -> bytes:
     body = orjson.dumps(ev)
     head = b'{"type":"' + ev.type.encode() + b'"'
     return head + b"}" if body == b"{}" else head + b"," + body[1:]
+
+
+def _event_classes() -> dict[str, type]:
+    from ..core import events as ev_mod
+
+    return {cls.type: cls for cls in vars(ev_mod).values()
+            if isinstance(cls, type) and isinstance(getattr(cls, "type", None), str)}
+
+
+_EVENT_CLASSES = _event_classes()
+
+
+def decode_event(payload: bytes) -> Event:
+    """The inverse of ``encode_event``: a run log entry back to its event, for
+    encoders of other protocols that replay a run (e.g. the AI SDK's resume)."""
+    d = orjson.loads(payload)
+    cls = _EVENT_CLASSES[d.pop("type")]
+    if "usage" in d and isinstance(d["usage"], dict):
+        d["usage"] = Usage(**d["usage"])
+    return cls(**d)
 
 
 class Source(Protocol):
