@@ -40,11 +40,28 @@ def body(model: str) -> bytes:
                          "messages": [{"role": "user", "content": "Say something long."}]})
 
 
+class Barrier:
+    """Holds abandoning clients until all of them are mid-stream, so that
+    they leave together and the figure is the cancellation, not the
+    gateway still busy opening the later streams."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties = parties
+        self.go = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.parties -= 1
+        if self.parties <= 0:
+            self.go.set()
+        await self.go.wait()
+
+
 async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: int = 0,
-                 abandon_after: int | None = None) -> Result:
+                 abandon_after: int | None = None, barrier: Barrier | None = None) -> Result:
     """One streamed chat completion. Succeeds when it ends in [DONE] after at
     least ``min_frames`` data frames; with ``abandon_after`` the client
-    closes the connection after that many frames instead."""
+    closes the connection after that many frames instead (once everyone
+    at ``barrier`` has too)."""
     r = Result()
     t0 = time.perf_counter()
     try:
@@ -67,6 +84,8 @@ async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: 
                 if b"[DONE]" in buf:
                     done = True
                 if abandon_after is not None and r.frames >= abandon_after:
+                    if barrier is not None:
+                        await barrier.wait()
                     r.closed_at = time.monotonic()
                     resp.close()  # drop the connection, as a client that goes away does
                     r.ok = True

@@ -104,9 +104,10 @@ def pinned(core: int | None):
 
 
 class Bench:
-    def __init__(self, sizes: Sizes, profile: float = 0.0) -> None:
+    def __init__(self, sizes: Sizes, profile: float = 0.0, only: set[str] | None = None) -> None:
         self.z = sizes
         self.profile = profile
+        self.only = only or set()
         cores = sorted(os.sched_getaffinity(0))
         self.cores = cores[:2]
         self.client_core = cores[0] if len(cores) >= 2 else None
@@ -303,21 +304,27 @@ class Bench:
         for side in ("direct", "gateway"):
             await asyncio.to_thread(get_json, f"{self.up_url}/reset", "POST")
             ids = [f"{side[0]}{i}" for i in range(self.z.abandoned)]
+            barrier = load.Barrier(len(ids))
             runs = await asyncio.gather(*(load.stream(s, self.url(side), self.model(side, 100000, 20, sid),
-                                                      abandon_after=3) for sid in ids))
-            await asyncio.sleep(1.0)
-            st = (await asyncio.to_thread(get_json, f"{self.up_url}/stats"))["streams"]
+                                                      abandon_after=3, barrier=barrier) for sid in ids))
+            for _ in range(100):  # up to 10 s for the stragglers, so their delay is measured too
+                await asyncio.sleep(0.1)
+                st = (await asyncio.to_thread(get_json, f"{self.up_url}/stats"))["streams"]
+                if all(st.get(sid, {}).get("closed_at") for sid in ids):
+                    break
             delays, missing, errors = [], 0, []
             for sid, r in zip(ids, runs, strict=True):
                 rec = st.get(sid)
                 if not r.ok or r.closed_at is None:
                     errors.append(r.error)
-                elif rec is None or rec["closed_at"] is None:
+                elif rec is None or rec["closed_at"] is None or rec["closed_at"] - r.closed_at > 1.0:
                     missing += 1
+                    if rec is not None and rec["closed_at"] is not None:
+                        delays.append((rec["closed_at"] - r.closed_at) * 1000)
                 else:
                     delays.append((rec["closed_at"] - r.closed_at) * 1000)
             res[side] = {"p50_ms": pct(delays, 50), "max_ms": max(delays) if delays else float("nan"),
-                         "not_cancelled_after_1s": missing, "errors": len(errors), "error_samples": errors[:3]}
+                         "not_cancelled_after_1s": missing, "not_cancelled_after_10s": len(ids) - len(delays), "errors": len(errors), "error_samples": errors[:3]}
         res["leftover_upstream_streams"] = await self.upstream_leftover()
         self.results["abandoned"] = res
 
@@ -343,10 +350,12 @@ class Bench:
     async def run(self) -> None:
         async with load.session() as s:
             await self.check(s)
-            steps = [("time to first token", self.ttft), ("CPU per 1000 chunks", self.cpu),
-                     ("throughput at 50 streams", self.throughput), ("slow streams", self.slow),
-                     ("abandoned streams", self.abandoned)]
-            for name, step in steps:
+            steps = [("time to first token", "ttft", self.ttft), ("CPU per 1000 chunks", "cpu", self.cpu),
+                     ("throughput at 50 streams", "throughput", self.throughput),
+                     ("slow streams", "slow", self.slow), ("abandoned streams", "abandoned", self.abandoned)]
+            for name, key, step in steps:
+                if self.only and key not in self.only:
+                    continue
                 t = time.perf_counter()
                 print(f"… {name}", file=sys.stderr, flush=True)
                 with load.Noise(self.cores, [os.getpid(), self.up.pid, *self.pids.values()]) as noise:
@@ -417,49 +426,59 @@ def table(r: dict) -> tuple[str, bool]:
                      ratio(d, g) if ratios else "-", ratio(p, g) if ratios else "-", target,
                      "" if ok is None else ("PASS" if ok else "FAIL")))
 
-    t = r["ttft_ms"]
-    row("TTFT p50, 1 stream (ms)", t["direct"]["p50"], t["passthrough"]["p50"], t["gateway"]["p50"], digits=3)
-    row("TTFT p99, 1 stream (ms)", t["direct"]["p99"], t["passthrough"]["p99"], t["gateway"]["p99"], digits=3)
-    added = t["gateway"]["added_p50"]
-    row("  added TTFT p50 (ms)", None, t["passthrough"]["added_p50"], added, "<= 1 ms", added <= 1.0, 3, False)
-    row("  added TTFT p99 (ms)", None, t["passthrough"]["added_p99"], t["gateway"]["added_p99"], digits=3,
-        ratios=False)
-    row("  proxy CPU per request (ms) *", None, t["passthrough"]["proxy_cpu_ms_per_request"],
-        t["gateway"]["proxy_cpu_ms_per_request"], "(info)", None, 3)
-    tp = r["throughput"]
-    cpu = tp["gateway"]["proxy_cpu_per_1k"]
-    row("CPU-s/1000 chunks, 50 streams flat out *", tp["direct"]["client_cpu_per_1k"],
-        tp["passthrough"]["proxy_cpu_per_1k"], cpu, "<= 0.03", cpu <= 0.03, 4)
-    c = r["cpu_paced"]
-    row(f"CPU-s/1000 chunks, paced {r['sizes']['cpu_interval']} ms *", c["direct"]["client_cpu_per_1k"],
-        c["passthrough"]["proxy_cpu_per_1k"], c["gateway"]["proxy_cpu_per_1k"], digits=4)
-    cps = tp["gateway"]["chunks_per_s"]
-    row("chunks/s at 50 streams", tp["direct"]["chunks_per_s"], tp["passthrough"]["chunks_per_s"], cps,
-        ">= 25,000", cps >= 25000, 0)
-    ceiling = [1000 / x if x else None for x in (tp["passthrough"]["proxy_cpu_per_1k"], cpu)]
-    row("  chunks per CPU-second (free-core ceiling)", None, ceiling[0], ceiling[1], "(info)", None, 0)
-    errs = tp["gateway"]["errors"] + c["gateway"]["errors"]
-    row("  errors (both runs above)", tp["direct"]["errors"] + c["direct"]["errors"],
-        tp["passthrough"]["errors"] + c["passthrough"]["errors"], errs, "0", errs == 0, 0, False)
-    s = r["slow"]
-    n = r["sizes"]["slow_streams"]
-    row(f"{n} slow streams: errors", s["direct"]["errors"], None, s["gateway"]["errors"], "0",
-        s["gateway"]["errors"] == 0, 0, False)
-    ideal = r["sizes"]["slow_chunks"] * r["sizes"]["slow_interval"] / 1000
-    row(f"{n} slow streams: stream time p50 (ideal {ideal:.0f} s)", s["direct"]["stream_seconds_p50"], None,
-        s["gateway"]["stream_seconds_p50"], digits=1)
-    row(f"{n} slow streams: stream time max (s)", s["direct"]["stream_seconds_max"], None,
-        s["gateway"]["stream_seconds_max"], digits=1)
-    rss = s["gateway"]["gateway_peak_rss_mb"]
-    row(f"{n} slow streams: peak RSS MB **", s["direct"]["client_peak_rss_mb"], None, rss, "< 300", rss < 300, 1)
-    a = r["abandoned"]
-    m = r["sizes"]["abandoned"]
-    row(f"{m} abandoned: upstream sees close p50 (ms)", a["direct"]["p50_ms"], None, a["gateway"]["p50_ms"])
-    row(f"{m} abandoned: upstream sees close max (ms)", a["direct"]["max_ms"], None, a["gateway"]["max_ms"],
-        "<= 100", a["gateway"]["max_ms"] <= 100 and a["gateway"]["not_cancelled_after_1s"] == 0)
-    row(f"{m} abandoned: still open upstream after 1 s", a["direct"]["not_cancelled_after_1s"], None,
-        a["gateway"]["not_cancelled_after_1s"], "0", a["gateway"]["not_cancelled_after_1s"] == 0, 0, False)
-    left = sum(r[k]["leftover_upstream_streams"] for k in ("cpu_paced", "throughput", "slow", "abandoned"))
+    if "ttft_ms" in r:
+        t = r["ttft_ms"]
+        row("TTFT p50, 1 stream (ms)", t["direct"]["p50"], t["passthrough"]["p50"], t["gateway"]["p50"], digits=3)
+        row("TTFT p99, 1 stream (ms)", t["direct"]["p99"], t["passthrough"]["p99"], t["gateway"]["p99"], digits=3)
+        added = t["gateway"]["added_p50"]
+        row("  added TTFT p50 (ms)", None, t["passthrough"]["added_p50"], added, "<= 1 ms", added <= 1.0, 3, False)
+        row("  added TTFT p99 (ms)", None, t["passthrough"]["added_p99"], t["gateway"]["added_p99"], digits=3,
+            ratios=False)
+        row("  proxy CPU per request (ms) *", None, t["passthrough"]["proxy_cpu_ms_per_request"],
+            t["gateway"]["proxy_cpu_ms_per_request"], "(info)", None, 3)
+    errs: dict[str, int] = {side: 0 for side in SIDES}
+    if "throughput" in r:
+        tp = r["throughput"]
+        cpu = tp["gateway"]["proxy_cpu_per_1k"]
+        row("CPU-s/1000 chunks, 50 streams flat out *", tp["direct"]["client_cpu_per_1k"],
+            tp["passthrough"]["proxy_cpu_per_1k"], cpu, "<= 0.03", cpu <= 0.03, 4)
+    if "cpu_paced" in r:
+        c = r["cpu_paced"]
+        row(f"CPU-s/1000 chunks, paced {r['sizes']['cpu_interval']} ms *", c["direct"]["client_cpu_per_1k"],
+            c["passthrough"]["proxy_cpu_per_1k"], c["gateway"]["proxy_cpu_per_1k"], digits=4)
+        errs = {side: errs[side] + c[side]["errors"] for side in SIDES}
+    if "throughput" in r:
+        cps = tp["gateway"]["chunks_per_s"]
+        row("chunks/s at 50 streams", tp["direct"]["chunks_per_s"], tp["passthrough"]["chunks_per_s"], cps,
+            ">= 25,000", cps >= 25000, 0)
+        ceiling = [1000 / x if x else None for x in (tp["passthrough"]["proxy_cpu_per_1k"], cpu)]
+        row("  chunks per CPU-second (free-core ceiling)", None, ceiling[0], ceiling[1], "(info)", None, 0)
+        errs = {side: errs[side] + tp[side]["errors"] for side in SIDES}
+    if "throughput" in r or "cpu_paced" in r:
+        row("  errors (the runs above)", errs["direct"], errs["passthrough"], errs["gateway"], "0",
+            errs["gateway"] == 0, 0, False)
+    if "slow" in r:
+        s = r["slow"]
+        n = r["sizes"]["slow_streams"]
+        row(f"{n} slow streams: errors", s["direct"]["errors"], None, s["gateway"]["errors"], "0",
+            s["gateway"]["errors"] == 0, 0, False)
+        ideal = r["sizes"]["slow_chunks"] * r["sizes"]["slow_interval"] / 1000
+        row(f"{n} slow streams: stream time p50 (ideal {ideal:.0f} s)", s["direct"]["stream_seconds_p50"], None,
+            s["gateway"]["stream_seconds_p50"], digits=1)
+        row(f"{n} slow streams: stream time max (s)", s["direct"]["stream_seconds_max"], None,
+            s["gateway"]["stream_seconds_max"], digits=1)
+        rss = s["gateway"]["gateway_peak_rss_mb"]
+        row(f"{n} slow streams: peak RSS MB **", s["direct"]["client_peak_rss_mb"], None, rss, "< 300",
+            rss < 300, 1)
+    if "abandoned" in r:
+        a = r["abandoned"]
+        m = r["sizes"]["abandoned"]
+        row(f"{m} abandoned: upstream sees close p50 (ms)", a["direct"]["p50_ms"], None, a["gateway"]["p50_ms"])
+        row(f"{m} abandoned: upstream sees close max (ms)", a["direct"]["max_ms"], None, a["gateway"]["max_ms"],
+            "<= 100", a["gateway"]["max_ms"] <= 100 and a["gateway"]["not_cancelled_after_1s"] == 0)
+        row(f"{m} abandoned: still open upstream after 1 s", a["direct"]["not_cancelled_after_1s"], None,
+            a["gateway"]["not_cancelled_after_1s"], "0", a["gateway"]["not_cancelled_after_1s"] == 0, 0, False)
+    left = sum(r[k]["leftover_upstream_streams"] for k in ("cpu_paced", "throughput", "slow", "abandoned") if k in r)
     row("upstream streams left running at the end", None, None, left, "0", left == 0, 0, False)
 
     head = ("metric", "direct", "passthru", "gateway", "gw/direct", "gw/passthru", "target", "")
@@ -483,12 +502,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                     help="record a py-spy profile of the gateway during the throughput run "
                          "(raw folded stacks in bench/results/gateway-profile.txt)")
+    ap.add_argument("--only", default="", metavar="NAMES",
+                    help="comma-separated scenarios to run: ttft,cpu,throughput,slow,abandoned (default: all)")
+    ap.add_argument("--abandoned", type=int, default=0, metavar="N", help="streams for the abandoned scenario")
     ap.add_argument("--json", default=str(RESULTS / "latest.json"), help="where to write the results")
     args = ap.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.profile:
         sizes.tput_seconds = max(sizes.tput_seconds, args.profile + 1)
-    bench = Bench(sizes, args.profile)
+    if args.abandoned:
+        sizes.abandoned = args.abandoned
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = only - {"ttft", "cpu", "throughput", "slow", "abandoned"}
+    if unknown:
+        ap.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    bench = Bench(sizes, args.profile, only)
     t0 = time.perf_counter()
     try:
         bench.start()
