@@ -38,7 +38,7 @@ def serve(args: argparse.Namespace) -> int:
     gateway = Gateway(cfg)
     app = create_app(cfg, gateway)
     names = ", ".join(sorted(gateway.router.routes)) or "(none)"
-    print(f"sluiceway: serving on http://{host}:{port}  (OpenAI base URL http://{host}:{port}/v1)", flush=True)
+    print(f"sluiceway: chat UI at http://{host}:{port}/  ·  OpenAI base URL http://{host}:{port}/v1", flush=True)
     print(f"sluiceway: models: {names}; providers: {', '.join(gateway.providers)}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log,
                 timeout_graceful_shutdown=10, lifespan="on")

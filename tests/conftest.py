@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -54,7 +55,9 @@ class ServerThread:
 def make_config(upstream: FakeUpstream | None, **overrides: Any) -> Config:
     """Config with provider ``up`` pointing at the fake upstream; no embedded model."""
     raw: dict[str, Any] = {"embedded": False, "server": {"keepalive": 15},
-                           "resilience": {"retries": 0}}  # retry tests opt in
+                           "resilience": {"retries": 0},  # retry tests opt in
+                           # every server gets its own SQLite file, never the repo's ./sluiceway.db
+                           "store": {"url": f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='sw-test-')}/s.db"}}
     if upstream is not None:
         raw["providers"] = {"up": {"kind": "openai", "base_url": f"{upstream.url}/v1", "api_key": UPSTREAM_KEY}}
         raw["timeouts"] = {"connect": 2, "first_token": 5, "idle": 5, "total": 60}
