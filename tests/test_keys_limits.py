@@ -20,6 +20,9 @@ import httpx
 import openai
 import pytest
 
+from sluiceway.core import RateLimited
+from sluiceway.engine.limits import Limits, MemoryLimiter
+
 from .conftest import require_service
 from .upstream import HANG, Script, chat_chunk, chat_text_stream, sse, usage_wire
 
@@ -87,6 +90,40 @@ def assert_retry_after(r: httpx.Response) -> int:
     ra = int(r.headers["retry-after"])
     assert 1 <= ra <= 60
     return ra
+
+
+# ------------------------------------------------------- the limiter itself
+async def test_memory_limiter_windows_slide():
+    now = [1000.0]
+    lim = MemoryLimiter(clock=lambda: now[0])
+    rpm = Limits(rpm=2)
+    await lim.acquire("k", rpm)
+    now[0] += 30
+    await lim.acquire("k", rpm)
+    with pytest.raises(RateLimited) as e:
+        await lim.acquire("k", rpm)
+    assert e.value.retry_after == pytest.approx(30)  # when the first request leaves the window
+    now[0] += 30.5
+    await lim.acquire("k", rpm)  # a sliding window: one slot came back, not all of them
+
+    tpm = Limits(tpm=100)
+    await lim.acquire("t", tpm)
+    await lim.add_tokens("t", 70)
+    now[0] += 20
+    await lim.acquire("t", tpm)  # 70 < 100: a request may start (and overshoot)
+    await lim.add_tokens("t", 50)
+    with pytest.raises(RateLimited) as e:
+        await lim.acquire("t", tpm)
+    assert e.value.retry_after == pytest.approx(40)  # the 70 age out first, leaving 50 < 100
+    now[0] += 40.5
+    await lim.acquire("t", tpm)
+
+    streams = Limits(max_streams=1)
+    lease = await lim.acquire("s", streams)
+    with pytest.raises(RateLimited):
+        await lim.acquire("s", streams)
+    await lim.release("s", lease)
+    await lim.acquire("s", streams)
 
 
 # ---------------------------------------------------------------- keys

@@ -43,9 +43,9 @@ class Limits:
 
 
 class Limiter(Protocol):
-    async def acquire(self, key: str, limits: Limits) -> None: ...
+    async def acquire(self, key: str, limits: Limits) -> str: ...  # a lease id for ``release``
 
-    async def release(self, key: str) -> None: ...  # the stream slot taken by acquire
+    async def release(self, key: str, lease: str) -> None: ...  # the stream slot taken by acquire
 
     async def add_tokens(self, key: str, tokens: int) -> None: ...
 
@@ -92,7 +92,7 @@ class MemoryLimiter:
             st.token_sum -= st.tokens.popleft()[1]
         return st
 
-    async def acquire(self, key: str, limits: Limits) -> None:
+    async def acquire(self, key: str, limits: Limits) -> str:
         now = self.clock()
         st = self._state(key, now)
         if limits.max_streams is not None and st.streams >= limits.max_streams:
@@ -109,8 +109,9 @@ class MemoryLimiter:
             st.requests.append(now)
         if limits.max_streams is not None:
             st.streams += 1
+        return ""  # one process: a counter is enough, no lease ids
 
-    async def release(self, key: str) -> None:
+    async def release(self, key: str, lease: str) -> None:
         st = self._keys.get(key)
         if st is not None and st.streams > 0:
             st.streams -= 1

@@ -3,9 +3,10 @@
 Per key (``{prefix}{key}:…``):
 - ``:rpm``: a sorted set of admitted requests scored by time (ms);
 - ``:tpm``: a sorted set of ``<tokens>:<nonce>`` scored by time (ms);
-- ``:streams``: a counter of streams in flight. It expires ``stream_ttl``
-  seconds after the last admission, so slots held by a replica that died
-  do not stay taken for ever.
+- ``:streams``: a sorted set of the streams in flight (one lease id each),
+  scored by when the lease lapses (``stream_ttl`` after admission). A
+  stream's end removes its lease; a replica that died without ending its
+  streams leaves leases that lapse on their own, one by one.
 
 ``acquire`` is one Lua script, so the checks and the bookkeeping are atomic
 across replicas, and it reads the time from Redis (``TIME``), so replicas'
@@ -26,8 +27,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local win = tonumber(ARGV[1])
 local rpm, tpm, ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if ms >= 0 then
-  local cur = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if cur >= ms then return {3, 0} end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= ms then return {3, 0} end
 end
 if tpm >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - win)
@@ -51,16 +52,11 @@ if rpm >= 0 then
   redis.call('PEXPIRE', KEYS[1], win)
 end
 if ms >= 0 then
-  redis.call('INCR', KEYS[3])
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6]))
+  local ttl = tonumber(ARGV[6]) * 1000
+  redis.call('ZADD', KEYS[3], now + ttl, ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], ttl)
 end
 return {0, 0}
-"""
-
-RELEASE = """
-local n = redis.call('DECR', KEYS[1])
-if n <= 0 then redis.call('DEL', KEYS[1]) end
-return n
 """
 
 ADD_TOKENS = """
@@ -80,21 +76,21 @@ class RedisLimiter:
         self.window_ms = int(window * 1000)
         self.stream_ttl = max(1, int(stream_ttl))
         self._acquire = self.redis.register_script(ACQUIRE)
-        self._release = self.redis.register_script(RELEASE)
         self._add = self.redis.register_script(ADD_TOKENS)
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self.prefix}{key}:"
         return [base + "rpm", base + "tpm", base + "streams"]
 
-    async def acquire(self, key: str, limits: Limits) -> None:
+    async def acquire(self, key: str, limits: Limits) -> str:
         def arg(v: int | None) -> int:
             return -1 if v is None else v
 
+        lease = uuid.uuid4().hex  # names this request in the rpm set and, if it holds one, its stream lease
         which, wait_ms = await self._acquire(
             keys=self._keys(key),
-            args=[self.window_ms, arg(limits.rpm), arg(limits.tpm), arg(limits.max_streams),
-                  uuid.uuid4().hex, self.stream_ttl])
+            args=[self.window_ms, arg(limits.rpm), arg(limits.tpm), arg(limits.max_streams), lease,
+                  self.stream_ttl])
         which, wait = int(which), int(wait_ms) / 1000
         if which == 1:
             raise rpm_error(wait, limits.rpm or 0)
@@ -102,9 +98,10 @@ class RedisLimiter:
             raise tpm_error(wait, limits.tpm or 0)
         if which == 3:
             raise streams_error(limits.max_streams or 0)
+        return lease
 
-    async def release(self, key: str) -> None:
-        await self._release(keys=[self._keys(key)[2]])
+    async def release(self, key: str, lease: str) -> None:
+        await self.redis.zrem(self._keys(key)[2], lease)
 
     async def add_tokens(self, key: str, tokens: int) -> None:
         if tokens > 0:

@@ -66,11 +66,11 @@ class Grant:
     """One admitted generation. A ``Tap`` for ``SSEResponse``: ``batch``
     sees the finish usage, ``end`` frees the stream slot (once)."""
 
-    __slots__ = ("auth", "key", "holds", "counts", "_counted", "_ended")
+    __slots__ = ("auth", "key", "lease", "holds", "counts", "_counted", "_ended")
 
-    def __init__(self, auth: Auth | None = None, key: str | None = None, *, holds: bool = False,
+    def __init__(self, auth: Auth | None = None, key: str | None = None, *, lease: str = "", holds: bool = False,
                  counts: bool = False) -> None:
-        self.auth, self.key, self.holds, self.counts = auth, key, holds, counts
+        self.auth, self.key, self.lease, self.holds, self.counts = auth, key, lease, holds, counts
         self._counted = self._ended = False
 
     def batch(self, events: list[Event]) -> None:
@@ -88,7 +88,7 @@ class Grant:
             return
         self._ended = True
         if self.holds and self.auth is not None and self.key is not None:
-            self.auth.spawn(self.auth.limiter.release(self.key))
+            self.auth.spawn(self.auth.limiter.release(self.key, self.lease))
 
     async def guard(self, work: Awaitable[T]) -> T:
         """Await ``work`` (opening the upstream); if it fails, the slot is freed."""
@@ -221,8 +221,8 @@ class Auth:
                                    param="model")
         if principal.key_id is None or not principal.limits:
             return FREE
-        await self.limiter.acquire(principal.key_id, principal.limits)
-        return Grant(self, principal.key_id, holds=principal.limits.max_streams is not None,
+        lease = await self.limiter.acquire(principal.key_id, principal.limits)
+        return Grant(self, principal.key_id, lease=lease, holds=principal.limits.max_streams is not None,
                      counts=principal.limits.tpm is not None)
 
     def spawn(self, work: Awaitable[Any]) -> None:

@@ -54,8 +54,8 @@ def nullable(schema: J) -> J:
 
 
 BOOL: J = {"type": "boolean"}
-MODEL: J = s(minLength=1, maxLength=200, description="A public model name or alias (`provider/model` also works)",
-             examples=["up/fuzz"])
+MODEL: J = s(minLength=1, maxLength=200, examples=["default"],
+             description="A public model name or alias (`provider/model` also works; `default`: the default model)")
 ID: J = s(minLength=1, maxLength=64, pattern="^[A-Za-z0-9_-]+$", description="An id (32 hex characters)")
 
 
@@ -138,7 +138,7 @@ SCHEMAS: J = {
                                                                      ("type", "message"))}, ("type", "error")),
     "UIError": obj({"error": obj({"message": s(), "code": nullable(s())}, ("message",))}, ("error",)),
     # --- OpenAI Chat Completions
-    "ChatContentPart": {"oneOf": [
+    "ChatContentPart": {"anyOf": [
         obj({"type": {"const": "text"}, "text": s()}, ("type", "text"), extra=False),
         obj({"type": {"const": "image_url"},
              "image_url": obj({"url": s(minLength=1), "detail": s(enum=["auto", "low", "high"])}, ("url",))},
@@ -147,7 +147,7 @@ SCHEMAS: J = {
     "ChatToolCall": obj({"id": s(minLength=1), "type": {"const": "function"},
                          "function": obj({"name": s(minLength=1), "arguments": s()}, ("name", "arguments"))},
                         ("id", "type", "function")),
-    "ChatMessage": {"oneOf": [
+    "ChatMessage": {"anyOf": [
         obj({"role": s(enum=["system", "developer", "user"]),
              "content": {"anyOf": [s(), arr(ref("ChatContentPart"), minItems=1)]}, "name": s()},
             ("role", "content")),
@@ -187,12 +187,12 @@ SCHEMAS: J = {
                  ("id", "object")),
     "ModelList": obj({"object": {"const": "list"}, "data": arr(ref("Model"))}, ("object", "data")),
     # --- OpenAI Responses
-    "ResponsesContent": {"oneOf": [
+    "ResponsesContent": {"anyOf": [
         obj({"type": s(enum=["input_text", "output_text"]), "text": s()}, ("type", "text")),
         obj({"type": {"const": "input_image"}, "image_url": s(minLength=1), "detail": s(enum=["auto", "low", "high"])},
             ("type", "image_url")),
     ]},
-    "ResponsesItem": {"oneOf": [
+    "ResponsesItem": {"anyOf": [
         obj({"type": {"const": "message"}, "role": s(enum=["user", "assistant", "system", "developer"]),
              "content": {"anyOf": [s(), arr(ref("ResponsesContent"), minItems=1)]}}, ("role", "content")),
         obj({"type": {"const": "function_call"}, "call_id": s(minLength=1), "name": s(minLength=1),
@@ -221,9 +221,9 @@ SCHEMAS: J = {
         "metadata": {"type": "object", "additionalProperties": s(maxLength=512)},
     }, ("model", "input")),
     # --- Anthropic Messages
-    "AnthropicBlock": {"oneOf": [
+    "AnthropicBlock": {"anyOf": [
         obj({"type": {"const": "text"}, "text": s()}, ("type", "text")),
-        obj({"type": {"const": "image"}, "source": {"oneOf": [
+        obj({"type": {"const": "image"}, "source": {"anyOf": [
             obj({"type": {"const": "base64"}, "media_type": s(enum=["image/png", "image/jpeg", "image/gif",
                                                                       "image/webp"]),
                  "data": s(contentEncoding="base64")}, ("type", "media_type", "data")),
@@ -242,7 +242,7 @@ SCHEMAS: J = {
     "MessagesRequest": obj(MESSAGES_PROPS, ("model", "max_tokens", "messages")),
     "CountTokensRequest": obj(MESSAGES_PROPS, ("model", "messages")),
     # --- AI SDK UI message stream
-    "UIPart": {"oneOf": [
+    "UIPart": {"anyOf": [
         obj({"type": s(enum=["text", "reasoning"]), "text": s()}, ("type", "text")),
         obj({"type": {"const": "file"}, "mediaType": s(), "url": s(minLength=1), "filename": s()},
             ("type", "mediaType", "url")),
