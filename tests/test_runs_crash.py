@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from .test_sessions_chat import messages, read_sse, wait_for
+from .test_sessions_chat import messages, no_env_store_overrides, read_sse, wait_for  # noqa: F401 (autouse fixture)
 from .test_sessions_store import pg_database
 from .upstream import HANG, chat_chunk, free_port, sse
 

@@ -16,7 +16,7 @@ from sluiceway.server.app import create_app
 
 from .conftest import ServerThread, make_config, require_service
 from .test_runs_resume import reattach, start_stream
-from .test_sessions_chat import messages, text_of, wait_for
+from .test_sessions_chat import messages, no_env_store_overrides, text_of, wait_for  # noqa: F401 (autouse fixture)
 from .test_sessions_store import pg_database
 from .upstream import HANG, chat_chunk, chat_text_stream, sse
 

@@ -18,7 +18,7 @@ from sluiceway.server.app import create_app
 from sluiceway.store import Store
 
 from .conftest import ServerThread, make_config, require_service
-from .test_sessions_chat import messages, read_sse, text_of, wait_for
+from .test_sessions_chat import messages, no_env_store_overrides, read_sse, text_of, wait_for  # noqa: F401 (autouse fixture)
 from .upstream import HANG, chat_chunk, chat_text_stream, sse
 
 REDIS = "redis://127.0.0.1:6379/0"

@@ -13,7 +13,7 @@ import httpx
 import yaml
 
 from .test_runs_crash import Proc
-from .test_sessions_chat import messages, read_sse
+from .test_sessions_chat import messages, no_env_store_overrides, read_sse  # noqa: F401 (autouse fixture)
 from .upstream import HANG, chat_chunk, free_port, sse
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,15 @@ from .upstream import DROP, HANG, Script, chat_chunk, chat_text_stream, sse, usa
 
 PIECES = ["Hel", "lo, ", "wor", "ld! ", "¿Qué? ", "日本語 ", "🙂"]
 TEXT = "".join(PIECES)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_env_store_overrides() -> Iterator[None]:
+    """The servers here take their store and run log from the test's config; an
+    environment's DATABASE_URL / REDIS_URL (which override config) must not leak in."""
+    saved = {k: os.environ.pop(k) for k in ("DATABASE_URL", "REDIS_URL") if k in os.environ}
+    yield
+    os.environ.update(saved)
 
 
 def read_sse(resp: httpx.Response | Iterator[str], limit: int | None = None) -> tuple[dict | None, list[tuple[int, dict]]]:
