@@ -126,6 +126,51 @@ async def test_memory_limiter_windows_slide():
     await lim.acquire("s", streams)
 
 
+# ------------------------------------------------------------ the store
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield db_url(tmp_path)
+        return
+    from .test_sessions_store import pg_database
+
+    url, drop = await pg_database()
+    try:
+        yield url
+    finally:
+        await drop()
+
+
+async def test_key_store_on_each_database(store_url):
+    from sqlalchemy import inspect
+
+    from sluiceway.store import Store
+    from sluiceway.store import keys as store_keys
+
+    store = await Store.open(store_url)
+    try:
+        async with store.engine.connect() as conn:
+            cols = await conn.run_sync(lambda c: {col["name"]: col["nullable"]
+                                                  for col in inspect(c).get_columns("api_keys")})
+        model = {c.name: c.nullable for c in store_keys.ApiKeyRow.__table__.columns}
+        assert cols == model  # the migration and the model agree
+        assert not await store_keys.has_active_keys(store)
+        rec, raw = await store_keys.create_key(store, name=" ci ", models=["a", "a", "b"], tpm=10)
+        assert rec["name"] == "ci" and rec["models"] == ["a", "b"] and rec["tpm"] == 10 and rec["rpm"] is None
+        assert await store_keys.has_active_keys(store)
+        assert (await store_keys.find_key(store, raw))["id"] == rec["id"]
+        assert await store_keys.find_key(store, raw + "x") is None
+        first = await store_keys.revoke_key(store, rec["id"])
+        assert first["revoked_at"] is not None
+        assert (await store_keys.revoke_key(store, rec["id"]))["revoked_at"] == first["revoked_at"]
+        assert (await store_keys.find_key(store, raw))["revoked_at"] == first["revoked_at"]
+        assert not await store_keys.has_active_keys(store)
+        assert [k["id"] for k in await store_keys.list_keys(store, include_revoked=False)] == []
+        assert await store_keys.revoke_key(store, "missing") is None
+    finally:
+        await store.close()
+
+
 # ---------------------------------------------------------------- keys
 def test_cli_key_works_and_revoked_key_gets_401(make_server, tmp_path):
     cfg = tmp_path / "sluiceway.yaml"
