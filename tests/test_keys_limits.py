@@ -43,10 +43,10 @@ def db_url(tmp_path: Path) -> str:
 
 
 def start(make_server, tmp_path: Path, *, api_keys: list[str] | None = None, admin: str | None = ADMIN,
-          redis_url: str | None = None):
+          redis_url: str | None = None, **overrides):
     server = {"keepalive": 15, "admin_key": admin, "api_keys": api_keys or []}
     runs = {"redis_url": redis_url} if redis_url else {}
-    return make_server(store={"url": db_url(tmp_path)}, server=server, runs=runs)
+    return make_server(store={"url": db_url(tmp_path)}, server=server, runs=runs, **overrides)
 
 
 def admin_create(srv, **fields) -> dict:
@@ -219,15 +219,25 @@ def test_virtual_keys_close_an_open_server(make_server, tmp_path):
 
 
 def test_allow_list_gives_403_in_each_protocol_shape(make_server, tmp_path):
-    srv = start(make_server, tmp_path, api_keys=[STATIC])
-    raw = admin_create(srv, models=["up/kl-ok"])["key"]
+    srv = start(make_server, tmp_path, api_keys=[STATIC], models={"ok-alias": "up/kl-ok", "other-alias": "up/kl-other"})
+    raw = admin_create(srv, models=["up/kl-ok", "ok-alias"])["key"]
     with oai(srv, raw) as client:
         assert client.chat.completions.create(model="up/kl-ok", messages=MSG).choices[0].message.content == "Hello"
         with pytest.raises(openai.PermissionDeniedError) as e:
             client.chat.completions.create(model="up/kl-other", messages=MSG)
         assert e.value.status_code == 403
         assert e.value.body["type"] == "permission_error" and e.value.body["code"] == "model_not_allowed"
-        assert [m.id for m in client.models.list()] in ([], ["up/kl-ok"])  # the list hides other models
+        # the model list shows only what the key may use
+        with oai(srv, STATIC) as static:
+            assert {"ok-alias", "other-alias"} <= {m.id for m in static.models.list()}
+        assert {m.id for m in client.models.list()} <= {"ok-alias", "up/kl-ok"}
+        assert "ok-alias" in {m.id for m in client.models.list()}
+        assert client.models.retrieve("ok-alias").id == "ok-alias"
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("other-alias")
+        assert client.chat.completions.create(model="ok-alias", messages=MSG).choices[0].message.content == "Hello"
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model="other-alias", messages=MSG)
         with pytest.raises(openai.PermissionDeniedError):
             client.responses.create(model="up/kl-other", input="hi")
     with ant(srv, raw) as client:

@@ -95,10 +95,10 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     state: AppState = request.app.state.sluiceway
     try:
-        await authenticate(request)
+        principal = await authenticate(request)
         wanted = request.path_params["model"]
         for m in await state.gateway.list_models():
-            if m.id == wanted:
+            if m.id == wanted and principal.allows(m.id):  # a key sees only the models it may use
                 return Response(orjson.dumps(_model_obj(m.id, m.owned_by, m.created, m.provider)), media_type=JSON)
         raise NotFound(f"The model {wanted!r} does not exist", code="model_not_found", param="model")
     except SluicewayError as e:
