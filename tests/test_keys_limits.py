@@ -219,7 +219,8 @@ def test_virtual_keys_close_an_open_server(make_server, tmp_path):
 
 
 def test_allow_list_gives_403_in_each_protocol_shape(make_server, tmp_path):
-    srv = start(make_server, tmp_path, api_keys=[STATIC], models={"ok-alias": "up/kl-ok", "other-alias": "up/kl-other"})
+    srv = start(make_server, tmp_path, api_keys=[STATIC], models={"ok-alias": "up/kl-ok", "other-alias": "up/kl-other"},
+                default_model="ok-alias")
     raw = admin_create(srv, models=["up/kl-ok", "ok-alias"])["key"]
     with oai(srv, raw) as client:
         assert client.chat.completions.create(model="up/kl-ok", messages=MSG).choices[0].message.content == "Hello"
@@ -238,6 +239,8 @@ def test_allow_list_gives_403_in_each_protocol_shape(make_server, tmp_path):
         assert client.chat.completions.create(model="ok-alias", messages=MSG).choices[0].message.content == "Hello"
         with pytest.raises(openai.PermissionDeniedError):
             client.chat.completions.create(model="other-alias", messages=MSG)
+        # "default" is the default model (ok-alias), which the key may use
+        assert client.chat.completions.create(model="default", messages=MSG).choices[0].message.content == "Hello"
         with pytest.raises(openai.PermissionDeniedError):
             client.responses.create(model="up/kl-other", input="hi")
     with ant(srv, raw) as client:

@@ -216,6 +216,8 @@ class Auth:
 
     # ---------------------------------------------------------- limits
     async def admit(self, principal: Principal, model: str) -> Grant:
+        if model in ("", "default"):  # the default model is allowed by its own name
+            model = self.state.gateway.router.default_model or model
         if not principal.allows(model):
             raise PermissionDenied(f"this API key may not use the model {model!r}", code="model_not_allowed",
                                    param="model")
