@@ -40,8 +40,9 @@ def serve(args: argparse.Namespace) -> int:
     names = ", ".join(sorted(gateway.router.routes)) or "(none)"
     print(f"sluiceway: chat UI at http://{host}:{port}/  ·  OpenAI base URL http://{host}:{port}/v1", flush=True)
     print(f"sluiceway: models: {names}; providers: {', '.join(gateway.providers)}", flush=True)
+    # log_config=None: uvicorn's loggers go through our handler (request ids, JSON)
     uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log,
-                timeout_graceful_shutdown=10, lifespan="on")
+                timeout_graceful_shutdown=10, lifespan="on", log_config=None)
     return 0
 
 
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--api-key", action="append", help="require this bearer key (repeatable)")
     s.add_argument("--default-model", help="model used when a request says 'default'")
     s.add_argument("--log-level", default="info")
+    s.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("SLUICEWAY_LOG_FORMAT", "text"),
+                   help="json: one JSON object per log line, with the request id")
     s.add_argument("--access-log", action="store_true")
     s.set_defaults(func=serve)
 
@@ -191,8 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     k.set_defaults(func=keys)
 
     args = p.parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", "warning").upper() if args.command == "serve"
-                        else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        from .server.observe import setup_logging
+
+        setup_logging(args.log_level, args.log_format)
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except ConfigError as e:

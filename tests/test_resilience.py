@@ -152,3 +152,34 @@ def test_cancellations_and_ttft_are_in_metrics(upstream, make_server):
     assert metric(srv, "sluiceway_cancellations_total") == 1
     assert metric(srv, 'sluiceway_time_to_first_token_seconds_count{model="up/r-quick"}') == 1
     assert metric(srv, "sluiceway_active_streams") == 0
+
+
+def test_log_lines_carry_the_request_id_as_json(upstream, make_server):
+    import logging
+
+    import orjson
+
+    from sluiceway.server.observe import JsonFormatter, RequestIdFilter
+
+    lines: list[str] = []
+
+    class ListHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = ListHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("sluiceway.router")
+    logger.addHandler(handler)
+    try:
+        upstream.add("r-log-fail", err(500, "kaput"))
+        upstream.add("r-log-ok", chat_text_stream(["ok"]))
+        srv = make_server(models={"m": ["up/r-log-fail", "up/r-log-ok"]})
+        r = httpx.post(f"{srv.url}/v1/chat/completions", json={"model": "m", "messages": ASK},
+                       headers={"x-request-id": "trace-me-42"})
+        assert r.status_code == 200 and r.headers["x-request-id"] == "trace-me-42"
+    finally:
+        logger.removeHandler(handler)
+    docs = [orjson.loads(line) for line in lines]
+    assert any(d["request_id"] == "trace-me-42" and "r-log-fail" in d["message"] for d in docs), docs
