@@ -221,6 +221,7 @@ class Bench:
         ok = errors = 0
         samples: list[str] = []
         durations: list[float] = []
+        ttfts: list[float] = []
         start = time.perf_counter()
         stop_at = start + seconds
 
@@ -230,6 +231,8 @@ class Bench:
                 r = await load.stream(s, self.url(side), self.model(side, n, interval),
                                       min_frames=n if min_frames is None else min_frames)
                 durations.append(r.seconds)
+                if r.ttft is not None:
+                    ttfts.append(r.ttft)
                 if r.ok:
                     ok += 1
                 else:
@@ -243,7 +246,9 @@ class Bench:
         wall = time.perf_counter() - start
         return {"streams_ok": ok, "errors": errors, "chunks": ok * n, "seconds": wall,
                 "chunks_per_s": ok * n / wall, "error_samples": samples,
-                "stream_seconds_p50": pct(durations, 50), "stream_seconds_max": max(durations, default=0.0)}
+                "stream_seconds_p50": pct(durations, 50), "stream_seconds_p90": pct(durations, 90),
+                "stream_seconds_max": max(durations, default=0.0), "ttft_seconds_p50": pct(ttfts, 50),
+                "ttft_seconds_p90": pct(ttfts, 90), "ttft_seconds_max": max(ttfts, default=0.0)}
 
     async def cpu(self, s) -> None:
         """CPU per 1000 chunks on a paced workload (one chunk per upstream
@@ -286,15 +291,17 @@ class Bench:
     async def slow(self, s) -> None:
         z = self.z
         res = {}
-        for side in ("direct", "gateway"):
-            base = load.rss_mb(self.gw.pid)
+        for side in SIDES:
+            pid = self.pids.get(side, os.getpid())  # the process holding the streams' state
+            base = load.rss_mb(pid)
             c0, g0 = time.process_time(), self.proxy_cpu(side)
-            with load.RSSSampler(self.gw.pid, os.getpid()) as rss:
+            with load.RSSSampler(pid) as rss:
                 run = await self.many(s, side, z.slow_streams, z.slow_chunks, z.slow_interval)
             c1, g1 = time.process_time(), self.proxy_cpu(side)
-            res[side] = {**run, "gateway_rss_before_mb": base, "gateway_peak_rss_mb": rss.peak[self.gw.pid],
-                         "client_peak_rss_mb": rss.peak[os.getpid()], "client_cpu_s": c1 - c0,
-                         "proxy_cpu_s": g1 - g0}
+            k = max(run["chunks"], 1) / 1000
+            res[side] = {**run, "rss_before_mb": base, "peak_rss_mb": rss.peak[pid], "client_cpu_s": c1 - c0,
+                         "proxy_cpu_s": g1 - g0,
+                         "cpu_per_1k": ((g1 - g0) if side in self.pids else (c1 - c0)) / k}
         res["gateway_vmhwm_mb"] = load.rss_mb(self.gw.pid, "VmHWM")
         res["leftover_upstream_streams"] = await self.upstream_leftover()
         self.results["slow"] = res
@@ -460,16 +467,20 @@ def table(r: dict) -> tuple[str, bool]:
     if "slow" in r:
         s = r["slow"]
         n = r["sizes"]["slow_streams"]
-        row(f"{n} slow streams: errors", s["direct"]["errors"], None, s["gateway"]["errors"], "0",
-            s["gateway"]["errors"] == 0, 0, False)
+
+        def slow_row(metric: str, key: str, target: str = "", ok: bool | None = None, digits: int = 1) -> None:
+            row(f"{n} slow streams: {metric}", s["direct"][key], s["passthrough"][key], s["gateway"][key],
+                target, ok, digits)
+
+        slow_row("errors", "errors", "0", s["gateway"]["errors"] == 0, 0)
         ideal = r["sizes"]["slow_chunks"] * r["sizes"]["slow_interval"] / 1000
-        row(f"{n} slow streams: stream time p50 (ideal {ideal:.0f} s)", s["direct"]["stream_seconds_p50"], None,
-            s["gateway"]["stream_seconds_p50"], digits=1)
-        row(f"{n} slow streams: stream time max (s)", s["direct"]["stream_seconds_max"], None,
-            s["gateway"]["stream_seconds_max"], digits=1)
-        rss = s["gateway"]["gateway_peak_rss_mb"]
-        row(f"{n} slow streams: peak RSS MB **", s["direct"]["client_peak_rss_mb"], None, rss, "< 300",
-            rss < 300, 1)
+        slow_row(f"stream time p50 (ideal {ideal:.0f} s)", "stream_seconds_p50")
+        slow_row("stream time max (s)", "stream_seconds_max")
+        slow_row("first token p50 (s)", "ttft_seconds_p50", digits=3)
+        slow_row("first token max (s)", "ttft_seconds_max", digits=2)
+        slow_row("CPU-s/1000 chunks (with admission) *", "cpu_per_1k", digits=4)
+        rss = s["gateway"]["peak_rss_mb"]
+        slow_row("peak RSS MB **", "peak_rss_mb", "< 300", rss < 300)
     if "abandoned" in r:
         a = r["abandoned"]
         m = r["sizes"]["abandoned"]
@@ -490,7 +501,7 @@ def table(r: dict) -> tuple[str, bool]:
 
     notes = ["*  CPU of the process in the middle; the direct column is the load client's own CPU, for scale.",
              "   Flat out, one upstream read carries several chunks; paced, every chunk is its own read and write.",
-             "** the direct column is the load client holding the same streams itself."]
+             "** the direct column is the load client holding the same streams itself (its RSS includes the runner)."]
     notes.append("The ceiling row is 1 / CPU per chunk: what one otherwise idle core would relay; it is "
                  "informational (the bar is the measured row), but it survives a busy machine.")
     return "\n".join([line(head), "-+-".join("-" * w for w in widths), *(line(x) for x in rows), "", *notes]), all_ok
