@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import resource
+import shlex
 import shutil
 import socket
 import statistics
@@ -104,8 +105,10 @@ def pinned(core: int | None):
 
 
 class Bench:
-    def __init__(self, sizes: Sizes, profile: float = 0.0, only: set[str] | None = None) -> None:
+    def __init__(self, sizes: Sizes, profile: float = 0.0, only: set[str] | None = None,
+                 gateway_cmd: list[str] | None = None) -> None:
         self.z = sizes
+        self.gateway_cmd = gateway_cmd
         self.profile = profile
         self.only = only or set()
         cores = sorted(os.sched_getaffinity(0))
@@ -135,7 +138,7 @@ class Bench:
         cfg = self.tmp / "sluiceway.yaml"
         cfg.write_text("embedded: false\n")
         exe = Path(sys.executable).with_name("sluiceway")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sluiceway.cli"]
+        cmd = self.gateway_cmd or ([str(exe)] if exe.exists() else [sys.executable, "-m", "sluiceway.cli"])
         self.gw_cmd = [*cmd, "serve", "--config", str(cfg), "--port", str(self.gw_port),
                        "--provider", f"up=openai,base_url={self.up_url}/v1", "--log-level", "warning"]
         self.gw_log = self.tmp / "gateway.log"
@@ -516,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", metavar="NAMES",
                     help="comma-separated scenarios to run: ttft,cpu,throughput,slow,abandoned (default: all)")
     ap.add_argument("--abandoned", type=int, default=0, metavar="N", help="streams for the abandoned scenario")
+    ap.add_argument("--gateway-cmd", default="", metavar="CMD",
+                    help="run the gateway with this command instead of `sluiceway` (it gets `serve --config …`); "
+                         "e.g. a launcher that patches a proposed change in, for an A/B comparison")
     ap.add_argument("--json", default=str(RESULTS / "latest.json"), help="where to write the results")
     args = ap.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -527,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = only - {"ttft", "cpu", "throughput", "slow", "abandoned"}
     if unknown:
         ap.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    bench = Bench(sizes, args.profile, only)
+    bench = Bench(sizes, args.profile, only, shlex.split(args.gateway_cmd) or None)
     t0 = time.perf_counter()
     try:
         bench.start()
@@ -536,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop()
     r = bench.results
     r["wall_seconds"] = time.perf_counter() - t0
-    r["command"] = " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])])
+    r["command"] = shlex.join(["python", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])])
     text, ok = table(r)
     r["passed"] = ok
     print(f"sluiceway benchmark ({'quick' if args.quick else 'full'}; client+upstream on core "
