@@ -166,7 +166,9 @@ def open_stream(url: str, proto: str, model: str) -> tuple[str, str, dict[str, A
 
 
 @pytest.mark.parametrize("proto", PROTOCOLS)
-def test_closing_the_stream_cancels_upstream_within_1s(upstream, server, proto):
+def test_closing_the_stream_cancels_upstream_within_1s(upstream, server, make_server, proto):
+    if proto == "ui":  # /api/chat answers are resumable runs: leaving cancels them under runs.disconnect=cancel
+        server = make_server(runs={"disconnect": "cancel"})
     name = upstream.add(f"xp-hang-{proto}", [sse(chat_chunk({"role": "assistant", "content": ""})),
                                              sse(chat_chunk({"content": "first"})), HANG])
     path, query, body, headers = open_stream(server.url, proto, f"up/{name}")

@@ -100,6 +100,15 @@ class RunLog(Protocol):
 
     async def request_stop(self, run_id: str, reason: str) -> None: ...
 
+    # aliases: a stable name (e.g. an AI SDK chat id) → the run answering it now
+    async def set_alias(self, name: str, run_id: str) -> None: ...
+
+    async def get_alias(self, name: str) -> str | None: ...
+
+    async def drop_alias(self, name: str, run_id: str) -> None:
+        """Forget ``name`` if it still points at ``run_id`` (a newer run keeps it)."""
+        ...
+
     async def open(self, on_stop: Callable[[str, str], Awaitable[None]]) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -120,6 +129,7 @@ class MemoryRunLog:
     def __init__(self, ttl: float = 3600.0) -> None:
         self.ttl = ttl
         self._runs: dict[str, _MemRun] = {}
+        self._aliases: dict[str, str] = {}
 
     async def open(self, on_stop: Callable[[str, str], Awaitable[None]]) -> None:
         pass  # every run is local: the hub stops it directly
@@ -181,8 +191,23 @@ class MemoryRunLog:
     async def request_stop(self, run_id: str, reason: str) -> None:
         pass  # no other process can own a run
 
+    async def set_alias(self, name: str, run_id: str) -> None:
+        self._aliases[name] = run_id
+
+    async def get_alias(self, name: str) -> str | None:
+        run_id = self._aliases.get(name)
+        if run_id is not None and run_id not in self._runs:  # its log expired
+            del self._aliases[name]
+            return None
+        return run_id
+
+    async def drop_alias(self, name: str, run_id: str) -> None:
+        if self._aliases.get(name) == run_id:
+            del self._aliases[name]
+
     async def aclose(self) -> None:
         self._runs.clear()
+        self._aliases.clear()
 
 
 # --------------------------------------------------------------------- hub

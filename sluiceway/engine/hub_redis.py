@@ -39,6 +39,9 @@ from .hub import Entry, MemoryRunLog
 
 log = logging.getLogger("sluiceway.hub")
 
+# delete a key only if it still holds the given value, atomically
+_DROP_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
 
 @dataclass(slots=True)
 class _Writer:
@@ -234,6 +237,17 @@ class RedisRunLog:
 
     async def request_stop(self, run_id: str, reason: str) -> None:
         await self.redis.publish(self.prefix + "stop", f"{run_id} {reason}")
+
+    # aliases live in Redis only: any replica may be asked to resolve one
+    async def set_alias(self, name: str, run_id: str) -> None:
+        await self.redis.set(self._key("alias:" + name), run_id, ex=self.ttl)
+
+    async def get_alias(self, name: str) -> str | None:
+        raw = await self.redis.get(self._key("alias:" + name))
+        return raw.decode() if raw else None
+
+    async def drop_alias(self, name: str, run_id: str) -> None:
+        await self.redis.eval(_DROP_IF_EQUAL, 1, self._key("alias:" + name), run_id)
 
     async def aclose(self) -> None:
         writers = [w.task for w in self._writers.values() if w.task is not None]

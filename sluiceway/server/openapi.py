@@ -341,6 +341,12 @@ def _paths() -> J:
             "AI SDK UI message stream (useChat)", "ui",
             {"200": ok(stream=True), **errors("UIError", *GEN_ERRORS)},
             request=body(ref("UIChatRequest")), op_id="uiChat")},
+        "/api/chat/{chat_id}/stream": {"get": op(
+            "Resume a chat's answer (the AI SDK's resumeStream): replay, then the live tail", "ui",
+            {"200": ok(stream=True), "204": {"description": "Nothing to resume"},
+             **errors("UIError", 401, 503)},
+            params=[path_param("chat_id", s(minLength=1, maxLength=200), "The chat id (useChat's id)")],
+            op_id="uiChatResume")},
         "/v1/stream": {"post": op(
             "Plain SSE: text deltas (format=text) or canonical JSON events (format=json)", "ui",
             {"200": ok(stream=True), **openai_err}, request=body(ref("ChatCompletionRequest")),
