@@ -123,11 +123,12 @@ def test_input_items_become_canonical_messages(upstream, client):
     assert msgs[4] == {"role": "system", "content": "answer briefly"}
 
 
-def test_previous_response_id_is_a_clear_400_for_now(client):
-    with pytest.raises(openai.BadRequestError) as info:
+def test_unknown_previous_response_id_is_a_404_in_openais_shape(client):
+    with pytest.raises(openai.NotFoundError) as info:
         client.responses.create(model="up/x", input="hi", previous_response_id="resp_123")
-    assert "not supported yet" in info.value.message
     assert info.value.body["param"] == "previous_response_id"
+    assert info.value.body["code"] == "previous_response_not_found"
+    assert info.value.body["type"] == "invalid_request_error"
 
 
 @pytest.mark.parametrize(("kwargs", "param"), [

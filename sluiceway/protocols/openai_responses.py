@@ -163,13 +163,12 @@ def decode_request(body: Any) -> ChatRequest:
     model = expect_str(body.get("model"), "model")
     if not model:
         raise BadRequest("model must not be empty", param="model")
-    if body.get("previous_response_id") is not None:
-        raise BadRequest("previous_response_id is not supported yet: send the whole conversation as input",
-                         param="previous_response_id", code="unsupported_parameter")
+    # previous_response_id is resolved by the route (the stored turns are prepended to ``input``)
+    optional(body.get("previous_response_id"), expect_str, "previous_response_id")
     if body.get("conversation") is not None:
         raise BadRequest("conversation is not supported yet", param="conversation", code="unsupported_parameter")
-    if body.get("background") is True:
-        raise BadRequest("background mode is not supported yet", param="background", code="unsupported_parameter")
+    if optional(body.get("background"), expect_bool, "background") and body.get("store") is False:
+        raise BadRequest("background mode needs store: true", param="background")
     optional(body.get("store"), expect_bool, "store")
     optional(body.get("stream"), expect_bool, "stream")
     if "input" not in body:
@@ -233,7 +232,7 @@ class ResponseShell:
             "max_output_tokens": req.max_tokens,
             "model": req.model,
             "parallel_tool_calls": req.parallel_tool_calls is not False,
-            "previous_response_id": None,
+            "previous_response_id": body.get("previous_response_id"),
             "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
             "store": body.get("store") is not False,
             "temperature": req.temperature if req.temperature is not None else 1.0,
@@ -242,10 +241,17 @@ class ResponseShell:
             "tools": body.get("tools") or [],
             "top_p": req.top_p if req.top_p is not None else 1.0,
             "truncation": body.get("truncation") or "disabled",
-            "background": False,
+            "background": body.get("background") is True,
             "user": req.user,
             "metadata": req.metadata,
         }
+
+    @classmethod
+    def from_response(cls, resp: dict[str, Any]) -> ResponseShell:
+        """The shell of a stored Response object (to replay its stream)."""
+        shell = cls.__new__(cls)
+        shell.tail = {k: v for k, v in resp.items() if k not in _BUILT}
+        return shell
 
     def build(self, rid: str, created: int, status: str, output: list[dict[str, Any]], *,
               usage: Usage | None = None, error: dict[str, Any] | None = None,
@@ -253,6 +259,24 @@ class ResponseShell:
         return {"id": rid, "object": "response", "created_at": created, "status": status,
                 "error": error, "incomplete_details": {"reason": incomplete} if incomplete else None,
                 "output": output, "usage": usage_obj(usage) if usage is not None else None, **self.tail}
+
+
+_BUILT = frozenset({"id", "object", "created_at", "status", "error", "incomplete_details", "output", "usage"})
+
+
+def continued_input(previous_input: list[Any], previous_output: list[Any], input: Any) -> list[Any]:
+    """``previous_response_id``: the earlier response's input and output items, then this request's input."""
+    new = [{"type": "message", "role": "user", "content": input}] if isinstance(input, str) else input
+    return [*previous_input, *previous_output, *expect_list(new, "input")]
+
+
+def stable_ids(rid: str) -> IdFactory:
+    """Ids derived from the response id and a counter, so that replaying the
+    same events (a reattach, the recorder's own encoder) names every item the
+    same way."""
+    counter = iter(range(1 << 62))
+    tail = rid.removeprefix("resp_")
+    return lambda prefix: rid if prefix == "resp" else f"{prefix}_{tail}{next(counter):04d}"
 
 
 def _text_part(text: str) -> dict[str, Any]:
@@ -291,8 +315,16 @@ class _Open:
 class Encoder:
     """Canonical event batches → Responses SSE bytes, one write per batch."""
 
-    def __init__(self, body: dict[str, Any], req: ChatRequest, *, ids: IdFactory = new_id) -> None:
-        self.shell = ResponseShell(body, req)
+    def __init__(self, body: dict[str, Any] | None, req: ChatRequest | None, *, ids: IdFactory = new_id,
+                 rid: str = "", created: int = 0, shell: ResponseShell | None = None,
+                 skip_through: int = -1) -> None:
+        """``rid`` and ``created`` fix the response id and time (a stored response
+        keeps its own, whatever the upstream says); ``skip_through`` drops the frames numbered up to
+        it (a reattach with ``starting_after``)."""
+        assert shell is not None or (body is not None and req is not None)
+        self.shell = shell or ResponseShell(body or {}, req)  # type: ignore[arg-type]
+        self.fixed_rid, self.fixed_created = rid, created
+        self.skip_through = skip_through
         self.ids = ids
         self.seq = Sequencer()
         self.n = 0  # next sequence_number
@@ -305,6 +337,9 @@ class Encoder:
 
     # frames
     def _ev(self, out: list[bytes], type: str, **fields: Any) -> None:
+        if self.n <= self.skip_through:
+            self.n += 1
+            return
         out.append(b"event: " + type.encode() + b"\ndata: "
                    + orjson.dumps({"type": type, "sequence_number": self.n, **fields}) + b"\n\n")
         self.n += 1
@@ -368,8 +403,8 @@ class Encoder:
         return b"".join(out)
 
     def _start(self, out: list[bytes], response_id: str, created: int) -> None:
-        self.rid = response_id if response_id.startswith("resp_") else self.ids("resp")
-        self.created = created or int(time.time())
+        self.rid = self.fixed_rid or (response_id if response_id.startswith("resp_") else self.ids("resp"))
+        self.created = self.fixed_created or created or int(time.time())
         resp = self.shell.build(self.rid, self.created, "in_progress", [])
         self._ev(out, "response.created", response=resp)
         self._ev(out, "response.in_progress", response=resp)
@@ -435,18 +470,29 @@ class Encoder:
         self.done = True
 
     def _fail(self, out: list[bytes], code: str, message: str, status: int) -> None:
-        o, self.open = self.open, None
-        if o is not None:  # keep what was streamed of the open item, marked incomplete
-            text = "".join(o.parts)
-            self.output[o.index] = (
-                _message_item(o.id, "incomplete", [_text_part(text)]) if o.kind == "text"
-                else _reasoning_item(o.id, text) if o.kind == "reasoning"
-                else _call_item(o.id, "incomplete", o.call_id, o.name, text))
+        self._keep_open_item()  # what was streamed of the open item, marked incomplete
         self._ev(out, "error", code=code, message=message, param=None)
         self.final = self.shell.build(self.rid, self.created, "failed", self.output,
                                       error={"code": _failed_code(status, code), "message": message})
         self._ev(out, "response.failed", response=self.final)
         self.done = True
+
+
+    def cancelled(self) -> dict[str, Any]:
+        """The Response object of a run stopped before its end (no terminal
+        event was sent): what was streamed, the open item marked incomplete."""
+        self._keep_open_item()
+        return self.shell.build(self.rid or self.fixed_rid or self.ids("resp"), self.created or int(time.time()),
+                                "cancelled", self.output)
+
+    def _keep_open_item(self) -> None:
+        o, self.open = self.open, None
+        if o is not None:
+            text = "".join(o.parts)
+            self.output[o.index] = (
+                _message_item(o.id, "incomplete", [_text_part(text)]) if o.kind == "text"
+                else _reasoning_item(o.id, text) if o.kind == "reasoning"
+                else _call_item(o.id, "incomplete", o.call_id, o.name, text))
 
 
 def _failed_code(status: int, code: str) -> str:
@@ -458,18 +504,20 @@ def _failed_code(status: int, code: str) -> str:
 # --------------------------------------------------------------------- errors
 
 def encode_error(err: SluicewayError) -> tuple[int, bytes]:
-    return err.status, orjson.dumps({"error": {"message": err.message, "type": error_type(err.status),
+    kind = "invalid_request_error" if err.status == 404 else error_type(err.status)  # OpenAI's type for 404s
+    return err.status, orjson.dumps({"error": {"message": err.message, "type": kind,
                                                "param": err.param, "code": err.code}})
 
 
-def encode_completion(c: Completion, body: dict[str, Any], req: ChatRequest, *, ids: IdFactory = new_id) -> bytes:
+def encode_completion(c: Completion, body: dict[str, Any], req: ChatRequest, *, ids: IdFactory = new_id,
+                      rid: str = "") -> bytes:
     """The non-streaming Response object."""
     output: list[dict[str, Any]] = [_reasoning_item(ids("rs"), r.text, r.encrypted) for r in c.reasoning]
     if c.text:
         output.append(_message_item(ids("msg"), "completed", [_text_part(c.text)]))
     output += [_call_item(ids("fc"), "completed", t.call_id, t.name, t.arguments) for t in c.tool_calls]
     incomplete = INCOMPLETE.get(c.finish_reason or "stop")
-    rid = c.response_id if c.response_id.startswith("resp_") else ids("resp")
+    rid = rid or (c.response_id if c.response_id.startswith("resp_") else ids("resp"))
     resp = ResponseShell(body, req).build(rid, c.created or int(time.time()),
                                           "incomplete" if incomplete else "completed", output, usage=c.usage,
                                           incomplete=incomplete)

@@ -28,14 +28,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..core import (
+    BadRequest,
     ChatRequest,
     Completion,
     Event,
+    NotFound,
     SluicewayError,
     UpstreamUnavailable,
     fold,
@@ -44,6 +47,7 @@ from ..engine.hub import Hub, decode_event
 from ..protocols import ai_sdk_ui, anthropic_messages, openai_responses, plain_sse, sse
 from ..protocols import openai_chat as chat
 from ..store import Store
+from ..store.responses import delete_response, get_response, save_response
 from .auth import FREE, admit, authenticate
 from .observe import StreamObserver, Taps
 from .openai_routes import CLIENT_GONE, JSON, error_response, internal_error
@@ -300,6 +304,167 @@ async def ui_resume(request: Request) -> Any:
                      headers=list(ai_sdk_ui.HEADERS), on_delivered=delivered)
 
 
+# ------------------------------------------------ stored and background Responses
+
+def _input_items(body: dict[str, Any]) -> list[Any]:
+    raw = body.get("input")
+    return [{"type": "message", "role": "user", "content": raw}] if isinstance(raw, str) else list(raw or [])
+
+
+async def responses_prepare(request: Request, state: AppState, body: Any) -> Any:
+    """``previous_response_id``: the stored input and output items go in front of this input."""
+    if not isinstance(body, dict) or not isinstance(body.get("previous_response_id"), str) or "input" not in body:
+        return body  # the decoder reports what is wrong
+    prev = body["previous_response_id"]
+    store, _ = _hub(state)
+    row = await get_response(store, prev)
+    if row is None:
+        raise NotFound(f"Previous response with id '{prev}' not found.", param="previous_response_id",
+                       code="previous_response_not_found")
+    items = openai_responses.continued_input(row["input"], row["response"].get("output") or [], body["input"])
+    return {**body, "input": items}
+
+
+class ResponseSaver:
+    """The stored Response object of a run: the same encoder as the readers'
+    (same ids), fed as the run goes; saved before the run's end is logged,
+    so a client that has seen the end can retrieve it."""
+
+    def __init__(self, store: Store, rid: str, created: int, shell: openai_responses.ResponseShell) -> None:
+        self.store = store
+        self.enc = _responses_encoder(rid, created, shell)
+
+    def batch(self, events: list[Event]) -> None:
+        self.enc.feed(events)
+
+    async def end(self, status: str) -> None:
+        await save_response(self.store, self.enc.final or self.enc.cancelled())
+
+
+def _responses_encoder(rid: str, created: int, shell: openai_responses.ResponseShell,
+                       skip_through: int = -1) -> openai_responses.Encoder:
+    return openai_responses.Encoder(None, None, ids=openai_responses.stable_ids(rid), rid=rid, created=created,
+                                    shell=shell, skip_through=skip_through)
+
+
+async def responses_run(rs: RunStart) -> Any:
+    """Background responses, and streamed ones that are stored, run in the
+    hub; the rest stream or fold the usual way (returns None)."""
+    body, state = rs.body, rs.state
+    background = body.get("background") is True
+    streamed = body.get("stream") is True
+    if not background and not (streamed and body.get("store") is not False):
+        return None
+    store, hub = _hub(state)
+    rid, created = openai_responses.new_id("resp"), int(time.time())
+    shell = openai_responses.ResponseShell(body, rs.req)
+    first = shell.build(rid, created, "in_progress", [])
+    try:
+        await save_response(store, first, input=_input_items(body))
+    except Exception:
+        log.exception("storing response %s failed", rid)
+        with contextlib.suppress(Exception):
+            await rs.opened.aclose()
+        rs.tap.end("error")
+        return error_response(internal_error(), openai_responses.encode_error)
+    failed = await start_run(rs, rid, ResponseSaver(store, rid, created, shell), meta={"kind": "openai-responses"})
+    if failed is not None:
+        with contextlib.suppress(Exception):
+            await delete_response(store, rid)
+        return failed
+    if not streamed:
+        return Response(orjson.dumps({**first, "status": "queued"}), media_type=JSON)
+
+    async def left() -> None:
+        if not background:  # OpenAI: only background responses outlive their stream
+            await hub.stop(rid, "disconnect")
+
+    return RunReplay(hub, rid, _responses_encoder(rid, created, shell), keepalive=state.keepalive,
+                     on_disconnect=left)
+
+
+async def responses_keep(state: AppState, body: dict[str, Any], data: bytes) -> None:
+    if body.get("store") is not False and state.store is not None:
+        await save_response(state.store, orjson.loads(data), input=_input_items(body))
+
+
+def _starting_after(request: Request) -> int:
+    raw = request.query_params.get("starting_after")
+    if raw is None:
+        return -1
+    try:
+        n = int(raw)
+    except ValueError:
+        raise BadRequest("starting_after must be an integer", param="starting_after") from None
+    if n < 0:
+        raise BadRequest("starting_after must be >= 0", param="starting_after")
+    return n
+
+
+async def _stored(request: Request) -> tuple[Store, Hub, str, dict[str, Any]]:
+    await authenticate(request)
+    store, hub = _hub(request.app.state.sluiceway)
+    rid = request.path_params["response_id"]
+    row = await get_response(store, rid)
+    if row is None:
+        raise NotFound(f"Response with id '{rid}' not found.", param="response_id", code="response_not_found")
+    return store, hub, rid, row
+
+
+def _responses_errors(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
+    async def route(request: Request) -> Any:
+        try:
+            return await fn(request)
+        except SluicewayError as e:
+            return error_response(e, openai_responses.encode_error)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.url.path)
+            return error_response(internal_error(), openai_responses.encode_error)
+    route.__name__ = fn.__name__
+    return route
+
+
+@_responses_errors
+async def response_get(request: Request) -> Any:
+    """The stored Response; with ``stream=true`` its events after
+    ``starting_after`` (a sequence number), then the live tail."""
+    stream = request.query_params.get("stream", "false")
+    if stream not in ("true", "false"):
+        raise BadRequest("stream must be true or false", param="stream")
+    after = _starting_after(request)
+    store, hub, rid, row = await _stored(request)
+    resp = row["response"]
+    if stream == "false":
+        return Response(orjson.dumps(resp), media_type=JSON)
+    if not await hub.exists(rid):
+        raise BadRequest(f"the event stream of response '{rid}' is no longer available (or it was not "
+                         "streamed through a run); retrieve it without stream=true", param="stream")
+    shell = openai_responses.ResponseShell.from_response(resp)
+    enc = _responses_encoder(rid, resp["created_at"], shell, skip_through=after)
+    return RunReplay(hub, rid, enc, keepalive=request.app.state.sluiceway.keepalive)
+
+
+@_responses_errors
+async def response_delete(request: Request) -> Response:
+    store, hub, rid, _ = await _stored(request)
+    if rid in hub.runs or await hub.log.is_live(rid):
+        await hub.stop(rid, "deleted")  # its answer has nowhere to go
+    await delete_response(store, rid)
+    return Response(orjson.dumps({"id": rid, "object": "response.deleted", "deleted": True}), media_type=JSON)
+
+
+@_responses_errors
+async def response_cancel(request: Request) -> Response:
+    """Stop a background response; it is saved ``cancelled`` with what it had
+    streamed. A response that has already ended is returned as it is."""
+    store, hub, rid, row = await _stored(request)
+    if not row["background"]:
+        raise BadRequest("only background responses can be cancelled", param="response_id")
+    if await hub.stop(rid, "cancelled"):
+        row = await get_response(store, rid) or row
+    return Response(orjson.dumps(row["response"]), media_type=JSON)
+
+
 # ------------------------------------------------------------------ protocols
 
 RESPONSES = Protocol(
@@ -307,6 +472,9 @@ RESPONSES = Protocol(
     lambda request, body, req: openai_responses.Encoder(body, req),
     openai_responses.wants_stream,
     lambda c, body, req: openai_responses.encode_completion(c, body, req),
+    prepare=responses_prepare,
+    run=responses_run,
+    keep=responses_keep,
 )
 
 MESSAGES = Protocol(
@@ -368,6 +536,9 @@ def routes() -> list[Route]:
     """The Starlette routes this module serves (registered in ``app.py``)."""
     return [
         Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/responses/{response_id}", response_get, methods=["GET"]),
+        Route("/v1/responses/{response_id}", response_delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/cancel", response_cancel, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/api/chat", ui_chat, methods=["POST"]),
