@@ -375,3 +375,49 @@ def test_a_rate_limited_key_can_chat_and_its_run_is_counted(upstream, make_serve
     # the concurrent-stream slot was given back when the run ended
     r = httpx.post(f"{srv.url}/chat", json={"message": "again", "model": "up/c-keyed"}, headers=auth, timeout=10)
     assert r.status_code == 200, r.text
+
+
+def test_truncate_from_a_message_then_ask_again(upstream, chat_server):
+    """Regenerate / edit and resend: delete from a message on, then send the question again."""
+    srv = chat_server()
+    upstream.add("c-trunc", chat_text_stream(["answer one"]))
+    sid = httpx.post(f"{srv.url}/chat", json={"message": "one", "model": "up/c-trunc"}, timeout=10).json()["session_id"]
+    upstream.add("c-trunc", chat_text_stream(["answer two"]))
+    second = httpx.post(f"{srv.url}/chat", json={"message": "two", "session_id": sid}, timeout=10).json()
+    before = messages(srv, sid)
+    assert [m["text"] for m in before] == ["one", "answer one", "two", "answer two"]
+    r = httpx.delete(f"{srv.url}/sessions/{sid}/messages", params={"from": second["user_message_id"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["deleted"] == [second["user_message_id"], second["message_id"]]
+    assert [m["text"] for m in messages(srv, sid)] == ["one", "answer one"]
+    assert httpx.get(f"{srv.url}/messages/{second['message_id']}/trace").status_code == 404  # traces go too
+    upstream.add("c-trunc", chat_text_stream(["answer two, edited"]))
+    again = httpx.post(f"{srv.url}/chat", json={"message": "two, edited", "session_id": sid}, timeout=10)
+    assert again.status_code == 200
+    sent = upstream.last("c-trunc").body["messages"]  # the deleted turn is not in the context
+    assert [(m["role"], m["content"]) for m in sent] == [
+        ("user", "one"), ("assistant", "answer one"), ("user", "two, edited")]
+    assert [m["text"] for m in messages(srv, sid)] == ["one", "answer one", "two, edited", "answer two, edited"]
+
+
+def test_truncate_refuses_while_a_run_is_active_and_bad_input(upstream, chat_server):
+    srv = chat_server()
+    upstream.add("c-trunc-live", [sse(chat_chunk({"role": "assistant", "content": ""})),
+                                  sse(chat_chunk({"content": "busy"})), HANG])
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "x", "model": "up/c-trunc-live"},
+                      timeout=10) as resp:
+        lines = resp.iter_lines()
+        run, _ = read_sse(lines, limit=2)
+        sid = run["session_id"]
+        r = httpx.delete(f"{srv.url}/sessions/{sid}/messages", params={"from": run["user_message_id"]})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "run_active"
+        assert len(messages(srv, sid)) == 2  # nothing deleted
+        assert httpx.post(f"{srv.url}/runs/{run['run_id']}/stop", timeout=10).status_code == 200
+        read_sse(lines)
+    r = httpx.delete(f"{srv.url}/sessions/{sid}/messages", params={"from": run["message_id"]})
+    assert r.status_code == 200 and r.json()["deleted"] == [run["message_id"]]  # just the stopped answer
+    assert [m["role"] for m in messages(srv, sid)] == ["user"]
+    assert httpx.delete(f"{srv.url}/sessions/{sid}/messages").status_code == 400  # no 'from'
+    r = httpx.delete(f"{srv.url}/sessions/{sid}/messages", params={"from": "not-in-this-session"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "message_not_found"
+    assert httpx.delete(f"{srv.url}/sessions/nope/messages", params={"from": "x"}).status_code == 404

@@ -479,10 +479,29 @@ async def session_title(request: Request) -> Response:
 
 @handles_errors
 async def session_messages(request: Request) -> Response:
-    store, _ = _parts(request.app.state.sluiceway)
+    store, hub = _parts(request.app.state.sluiceway)
     sid = request.path_params["session_id"]
     await _session_or_404(store, sid)
+    if request.method == "DELETE":
+        return await _truncate(request, store, hub, sid)
     return _json({"data": await store.list_messages(sid)})
+
+
+async def _truncate(request: Request, store: Store, hub: Hub, sid: str) -> Response:
+    """``DELETE /sessions/{id}/messages?from=<message_id>``: drop that message
+    and every later one (regenerate, edit and resend). Refused while one of the
+    session's answers is still being generated, here or on another replica."""
+    start = request.query_params.get("from")
+    if not start:
+        raise BadRequest("'from' (the first message id to delete) is required", param="from")
+    streaming = [m["id"] for m in await store.list_messages(sid) if m["status"] == "streaming"]
+    if any(m in hub.runs for m in streaming) or await hub.log.live_among(streaming):
+        raise SluicewayError("the session has an answer being generated; stop it (POST /runs/{id}/stop) "
+                             "or wait for it to end", status=409, code="run_active")
+    deleted = await store.truncate_session(sid, start)
+    if deleted is None:
+        raise NotFound(f"message {start!r} is not in session {sid!r}", code="message_not_found", param="from")
+    return _json({"session_id": sid, "deleted": deleted})
 
 
 def to_markdown(s: dict[str, Any], messages: list[dict[str, Any]]) -> str:
@@ -541,7 +560,7 @@ def routes() -> list[Route]:
         Route("/runs/{run_id}/stop", run_stop, methods=["POST"]),
         Route("/sessions", sessions, methods=["GET", "POST"]),
         Route("/sessions/{session_id}", session, methods=["GET", "PATCH", "DELETE"]),
-        Route("/sessions/{session_id}/messages", session_messages, methods=["GET"]),
+        Route("/sessions/{session_id}/messages", session_messages, methods=["GET", "DELETE"]),
         Route("/sessions/{session_id}/title", session_title, methods=["POST"]),
         Route("/sessions/{session_id}/export", session_export, methods=["GET"]),
         Route("/messages/{message_id}/trace", message_trace, methods=["GET"]),

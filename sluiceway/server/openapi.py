@@ -75,7 +75,8 @@ def errors(shape: str, *codes: int) -> J:
 
 
 ERROR_TEXT = {400: "Invalid request", 401: "Missing, unknown or revoked API key",
-              403: "The key may not use this model", 404: "Not found", 413: "Request body too large",
+              403: "The key may not use this model", 404: "Not found",
+              409: "Conflicts with an answer being generated", 413: "Request body too large",
               429: "A limit of the API key was reached (or the upstream's)", 502: "The upstream failed",
               503: "The upstream or the store is unavailable", 504: "The upstream timed out"}
 GEN_ERRORS = (400, 401, 403, 404, 413, 429, 502, 503, 504)
@@ -387,10 +388,15 @@ def _paths() -> J:
             "delete": op("Delete a session and its messages", "sessions",
                          {"204": {"description": "Deleted"}, **errors("OpenAIError", 401, 404)},
                          params=[sid], op_id="deleteSession")},
-        "/sessions/{session_id}/messages": {"get": op(
-            "A session's messages", "sessions", {"200": ok(obj({"data": arr(ref("StoredMessage"))})),
-                                                 **errors("OpenAIError", 401, 404)},
-            params=[sid], op_id="sessionMessages")},
+        "/sessions/{session_id}/messages": {
+            "get": op("A session's messages", "sessions", {"200": ok(obj({"data": arr(ref("StoredMessage"))})),
+                                                           **errors("OpenAIError", 401, 404)},
+                      params=[sid], op_id="sessionMessages"),
+            "delete": op("Delete a session's messages from one on (to regenerate or edit and resend)", "sessions",
+                         {"200": ok(obj({"session_id": s(), "deleted": arr(s())})),
+                          **errors("OpenAIError", 400, 401, 404, 409)},
+                         params=[sid, {**query("from", ID, "The first message to delete"), "required": True}],
+                         op_id="truncateSession")},
         "/sessions/{session_id}/title": {"post": op(
             "Ask the model for a title and save it", "sessions",
             {"200": ok(ref("Session")), **errors("OpenAIError", 400, 401, 403, 404, 429, 502, 503, 504)},

@@ -200,6 +200,21 @@ class Store:
             s.add_all([user, asst])
         return Turn(session, message_dict(user), message_dict(asst), history)
 
+    async def truncate_session(self, session_id: str, from_message_id: str) -> list[str] | None:
+        """Delete a session's messages from ``from_message_id`` on (with their
+        traces); their ids, or None when that message is not in the session."""
+        async with self.tx() as s:
+            start = await s.scalar(select(MessageRow.seq).where(MessageRow.id == from_message_id,
+                                                               MessageRow.session_id == session_id))
+            if start is None:
+                return None
+            ids = list(await s.scalars(select(MessageRow.id).where(MessageRow.session_id == session_id,
+                                                                  MessageRow.seq >= start)))
+            await s.execute(delete(TraceRow).where(TraceRow.message_id.in_(ids)))
+            await s.execute(delete(MessageRow).where(MessageRow.id.in_(ids)))
+            await s.execute(update(SessionRow).where(SessionRow.id == session_id).values(updated_at=now()))
+            return ids
+
     async def get_message(self, message_id: str) -> dict[str, Any] | None:
         async with self.tx() as s:
             row = await s.get(MessageRow, message_id)
