@@ -6,6 +6,7 @@ Screenshots of the main states go to test-artifacts/ (gitignored)."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -485,6 +486,13 @@ def test_embedded_model_smoke(open_page, tmp_path):
 
 # ------------------------------------------------------- stored sessions (server)
 
+def wait_for_requests(upstream, model: str, n: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(upstream.for_model(model)) < n:
+        assert time.monotonic() < deadline, f"{model}: the upstream was not asked"
+        time.sleep(0.02)
+
+
 def server_page(open_page, server: ServerThread | None = None, *, new_chat: bool = True, **kw) -> Page:
     page = open_page(server, store="auto", **kw) if server else open_page(store="auto", **kw)
     assert page.evaluate("document.documentElement.dataset.store") == "server"
@@ -596,12 +604,43 @@ def test_debug_drawer_shows_the_trace_without_secrets(open_page, upstream):
     shot(page, "16-trace")
     page.keyboard.press("Escape")
     expect(drawer).to_be_hidden()
-    # stored turns are never rewritten: "Ask again" sends the question as a new turn
+    # regenerate replaces the stored turn: the server deletes it, and the question is asked again alone
+    asked = len(upstream.for_model("ui-quick"))
     last_reply(page).hover()
     last_reply(page).locator("[data-action=regenerate]").click()
-    expect(page.locator("#messages .msg")).to_have_count(4)
+    expect(page.locator("#messages .msg")).to_have_count(2)
+    wait_for_requests(upstream, "ui-quick", asked + 1)
     wait_status(page, "complete")
-    assert [m["content"] for m in upstream.last("ui-quick").body["messages"]] == ["trace me", "Short reply.", "trace me"]
+    assert [m["content"] for m in upstream.last("ui-quick").body["messages"]] == ["trace me"]
+    page.reload()
+    page.wait_for_selector("html[data-ready]")
+    expect(page.locator("#messages .msg")).to_have_count(2)  # stored that way too
+
+
+def test_edit_and_resend_in_a_stored_chat_rewrites_it_from_that_turn(open_page, upstream):
+    page = server_page(open_page)
+    ask(page, "up/ui-quick", "first")
+    wait_status(page, "complete")
+    ask(page, "up/ui-quick", "second")
+    wait_status(page, "complete")
+    expect(page.locator("#messages .msg")).to_have_count(4)
+    asked = len(upstream.for_model("ui-quick"))
+    user = page.locator("#messages .msg.user").first
+    user.hover()
+    user.locator("[data-action=edit]").click()
+    editor = user.locator(".editor textarea")
+    editor.fill("first, edited")
+    editor.press("Enter")
+    expect(page.locator("#messages .msg.user .bubble")).to_have_text(["first, edited"])
+    wait_for_requests(upstream, "ui-quick", asked + 1)
+    wait_status(page, "complete")
+    expect(page.locator("#messages .msg")).to_have_count(2)
+    assert upstream.last("ui-quick").body["messages"] == [{"role": "user", "content": "first, edited"}]
+    page.reload()
+    page.wait_for_selector("html[data-ready]")
+    expect(page.locator("#messages .msg.user .bubble")).to_have_text(["first, edited"])
+    expect(page.locator("#messages .msg.assistant")).to_have_count(1)
+    assert page.errors == [] and page.dialogs == []
 
 
 def test_a_server_that_wants_a_key_gets_one_from_the_page(browser, ui, upstream, tmp_path):

@@ -529,20 +529,38 @@ function stop() {
   setTimeout(() => state.run === run && run.controller.abort(), 3000);
 }
 
+const storedId = (id) => /^[0-9a-f]{32}$/.test(id); // the server's ids; the page's own are "msg_…"
+
+/**
+ * Server mode: drop the turns from message `i` on, on the server (stored
+ * ones) and here, so the question can be asked again in their place. False
+ * (and nothing dropped) when the server refuses, e.g. an answer of this chat
+ * is still being generated elsewhere.
+ */
+async function truncateFrom(s, i) {
+  const first = s.messages[i];
+  if (!s.draft && storedId(first.id)) {
+    try {
+      await store.truncate(s.id, first.id);
+    } catch (e) {
+      window.alert(e.message || String(e));
+      return false;
+    }
+  }
+  s.messages.splice(i);
+  renderConversation();
+  return true;
+}
+
 async function regenerate() {
   const s = state.session;
   if (state.run || !s.messages.length) return;
   if (store.server) {
-    // The server keeps every turn: ask the last question again as a new turn.
+    // Replace the last turn: delete it from the stored chat, then ask its question again.
     const i = s.messages.findLastIndex((m) => m.role === "user");
     if (i < 0) return;
     const text = s.messages[i].content;
-    const failedToStart = s.messages.at(-1).role === "assistant" && !s.messages.at(-1).runId;
-    if (failedToStart) {
-      s.messages.splice(i); // that turn never reached the server: drop it here too
-      renderConversation();
-    }
-    await send(text);
+    if (await truncateFrom(s, i)) await send(text);
     return;
   }
   while (s.messages.length && s.messages.at(-1).role === "assistant") {
@@ -580,9 +598,9 @@ function startEdit(article) {
     const text = ta.value;
     if (!text.trim()) return;
     if (store.server) {
-      // Stored turns are never rewritten: the edited question goes out as a new turn.
-      renderConversation();
-      await send(text);
+      // The edited question replaces this turn and everything after it, on the server too.
+      if (await truncateFrom(s, i)) await send(text);
+      else close();
       return;
     }
     s.messages[i].content = text;

@@ -27,9 +27,8 @@ export function userMessageEl(msg) {
   el.dataset.role = "user";
   const bubble = h("div", "bubble", msg.content);
   const actions = h("div", "actions");
-  const stored = document.documentElement.dataset.store === "server"; // stored turns are never rewritten
   actions.append(
-    actionButton("edit", stored ? "Edit and send as a new message" : "Edit and resend", "edit"),
+    actionButton("edit", "Edit and resend", "edit"),
     actionButton("copy", "Copy", "copy"),
   );
   el.append(bubble, actions);
@@ -195,7 +194,7 @@ export class AssistantView {
     const actions = h("div", "actions");
     actions.append(
       actionButton("copy", "Copy", "copy"),
-      actionButton("refresh", document.documentElement.dataset.store === "server" ? "Ask again" : "Regenerate", "regenerate"),
+      actionButton("refresh", "Regenerate", "regenerate"),
       actionButton("bug", "Debug trace (raw upstream request and response)", "trace"),
     );
     this.footer.append(stats, actions);

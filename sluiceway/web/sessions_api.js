@@ -189,6 +189,15 @@ export class ServerSessionStore {
     this.known.delete(id);
   }
 
+  /** Delete the stored messages from `messageId` on (regenerate, edit and resend). 409: an answer is generating. */
+  async truncate(id, messageId) {
+    try {
+      await call("DELETE", `sessions/${encodeURIComponent(id)}/messages?from=${encodeURIComponent(messageId)}`);
+    } catch (e) {
+      if (e.status !== 404) throw e; // 404: already gone
+    }
+  }
+
   /** Messages are saved by the server as they stream; only settings are ours to save. */
   async save(session) {
     const st = session.settings || {};
