@@ -56,6 +56,7 @@ def nullable(schema: J) -> J:
 BOOL: J = {"type": "boolean"}
 MODEL: J = s(minLength=1, maxLength=200, examples=["default"],
              description="A public model name or alias (`provider/model` also works; `default`: the default model)")
+RESP_ID: J = s(minLength=1, maxLength=100, description="A response id (resp_…)")
 ID: J = s(minLength=1, maxLength=64, pattern="^[A-Za-z0-9_-]+$", description="An id (32 hex characters)")
 
 
@@ -207,6 +208,8 @@ SCHEMAS: J = {
         "instructions": s(),
         "stream": BOOL,
         "store": BOOL,
+        "background": {"type": "boolean", "description": "Run on after the request ends (needs store)"},
+        "previous_response_id": s(minLength=1, maxLength=100, description="Continue a stored response"),
         "max_output_tokens": i(minimum=1, maximum=1_000_000),
         "temperature": num(0, 2),
         "top_p": num(0, 1),
@@ -329,6 +332,20 @@ def _paths() -> J:
             "OpenAI Responses (streams when `stream` is true)", "openai",
             {"200": ok({"type": "object"}, stream=True), **openai_err},
             request=body(ref("ResponsesRequest")), op_id="responses")},
+        "/v1/responses/{response_id}": {
+            "get": op("A stored Response; with stream=true its events after starting_after, then the live tail",
+                      "openai", {"200": ok({"type": "object"}, stream=True),
+                                 **errors("OpenAIError", 400, 401, 404)},
+                      params=[path_param("response_id", RESP_ID), query("stream", s(enum=["true", "false"])),
+                              query("starting_after", i(minimum=0), "A sequence number")], op_id="getResponse"),
+            "delete": op("Delete a stored Response (stopping it if it runs)", "openai",
+                         {"200": ok(obj({"id": s(), "object": {"const": "response.deleted"}, "deleted": BOOL})),
+                          **errors("OpenAIError", 401, 404)},
+                         params=[path_param("response_id", RESP_ID)], op_id="deleteResponse")},
+        "/v1/responses/{response_id}/cancel": {"post": op(
+            "Cancel a background Response (saved cancelled with what it had streamed)", "openai",
+            {"200": ok({"type": "object"}), **errors("OpenAIError", 400, 401, 404)},
+            params=[path_param("response_id", RESP_ID)], op_id="cancelResponse")},
         "/v1/messages": {"post": op(
             "Anthropic Messages (streams when `stream` is true)", "anthropic",
             {"200": ok({"type": "object"}, stream=True), **anthropic_err},
