@@ -1,39 +1,66 @@
-"""Two sluiceway servers (two uvicorn instances on different ports) sharing
-one PostgreSQL database and one Redis: a run started on A is watched from the
-right event and stopped from B."""
+"""Two sluiceway replicas — two ``sluiceway serve`` OS processes on different
+ports — sharing one PostgreSQL database and one Redis: a run started on A is
+watched from the right event and stopped from B, and an AI SDK chat started
+on A is resumed from B."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
+import os
+import signal
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
-from sluiceway.server.app import create_app
-
-from .conftest import ServerThread, make_config, require_service
+from .conftest import require_service
+from .test_runs_crash import Proc
 from .test_runs_resume import reattach, start_stream
 from .test_sessions_chat import messages, no_env_store_overrides, text_of, wait_for  # noqa: F401 (autouse fixture)
 from .test_sessions_store import pg_database
-from .upstream import HANG, chat_chunk, chat_text_stream, sse
+from .upstream import HANG, chat_chunk, chat_text_stream, free_port, sse
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def stop(proc: Proc) -> None:
+    """SIGTERM (graceful: active runs are saved), then SIGKILL if it lingers."""
+    if proc.p.poll() is None:
+        os.kill(proc.p.pid, signal.SIGTERM)
+        try:
+            proc.p.wait(15)
+        except Exception:
+            proc.kill()
 
 
 @pytest.fixture(scope="module")
-def replicas(upstream) -> Iterator[tuple[ServerThread, ServerThread]]:
+def replicas(upstream, tmp_path_factory) -> Iterator[tuple[Proc, Proc]]:
     require_service("Redis", "127.0.0.1", 6379)
     url, drop = asyncio.run(pg_database())
-    cfg = make_config(upstream, store={"url": url, "checkpoint_interval": 0.1},
-                      runs={"redis_url": "redis://127.0.0.1:6379/0", "shutdown_grace": 0})
-    a = ServerThread(create_app(cfg)).start()
-    b = ServerThread(create_app(cfg.model_copy(deep=True))).start()
+    config: Path = tmp_path_factory.mktemp("replicas") / "sluiceway.yaml"
+    config.write_text(yaml.safe_dump({
+        "embedded": False,
+        "providers": {"up": {"kind": "openai", "base_url": f"{upstream.url}/v1", "api_key": "sk-x"}},
+        "timeouts": {"connect": 2, "first_token": 5, "idle": 5, "total": 60},
+        "resilience": {"retries": 0},
+        "store": {"url": url, "checkpoint_interval": 0.1},
+        "runs": {"redis_url": REDIS, "shutdown_grace": 0},
+    }))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    procs: list[Proc] = []
     try:
-        yield a, b
+        procs.append(Proc(config, free_port(), env))
+        procs.append(Proc(config, free_port(), env))
+        assert procs[0].p.pid != procs[1].p.pid
+        yield procs[0], procs[1]
     finally:
-        a.stop()
-        b.stop()
+        for p in procs:
+            stop(p)
         asyncio.run(drop())
 
 
@@ -84,3 +111,26 @@ def test_a_watcher_on_b_outlasts_a_long_silence_of_the_run_on_a(upstream, replic
     events = reattach(b, run["run_id"], 1)  # blocks through the silence, across several Redis reads
     assert text_of(got + events) == "before the pause after"
     assert events[-1][1]["type"] == "finish"
+
+
+def test_ai_sdk_chat_started_on_a_resumes_on_b(upstream, replicas):
+    a, b = replicas
+    model = f"rep-ui-{uuid.uuid4().hex[:8]}"
+    pieces = [f"u{i} " for i in range(8)]
+    upstream.add(model, chat_text_stream(pieces, delay=0.05))
+    chat_id = f"rep-chat-{uuid.uuid4().hex[:8]}"
+    body = {"id": chat_id, "trigger": "submit-message", "model": f"up/{model}",
+            "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "go"}]}]}
+    seen = b""
+    with httpx.stream("POST", f"{a.url}/api/chat", json=body, timeout=10) as r:
+        for chunk in r.iter_raw():
+            seen += chunk
+            if b"u1 " in seen:
+                break  # the client drops; the run goes on on A
+    r = httpx.get(f"{b.url}/api/chat/{chat_id}/stream", timeout=10)
+    assert r.status_code == 200
+    chunks = [json.loads(line[6:]) for line in r.text.split("\n")
+              if line.startswith("data: ") and line != "data: [DONE]"]
+    assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == "".join(pieces)
+    assert chunks[-1]["type"] == "finish"
+    assert httpx.get(f"{a.url}/api/chat/{chat_id}/stream", timeout=10).status_code == 204  # delivered
