@@ -30,7 +30,7 @@ class Result:
 def session(limit: int = 0) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30),  # a hung gateway is an error, not a hang
         auto_decompress=False,
     )
 
@@ -45,15 +45,23 @@ class Barrier:
     they leave together and the figure is the cancellation, not the
     gateway still busy opening the later streams."""
 
-    def __init__(self, parties: int) -> None:
+    def __init__(self, parties: int, timeout: float = 15.0) -> None:
         self.parties = parties
+        self.timeout = timeout
         self.go = asyncio.Event()
 
-    async def wait(self) -> None:
+    def leave(self) -> None:
+        """Arrive without waiting (a stream that failed early must not hold the rest forever)."""
         self.parties -= 1
         if self.parties <= 0:
             self.go.set()
-        await self.go.wait()
+
+    async def wait(self) -> None:
+        self.leave()
+        try:
+            await asyncio.wait_for(self.go.wait(), self.timeout)
+        except TimeoutError:
+            pass  # someone never got there; leave anyway
 
 
 async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: int = 0,
@@ -64,6 +72,7 @@ async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: 
     at ``barrier`` has too)."""
     r = Result()
     t0 = time.perf_counter()
+    arrived = False
     try:
         async with s.post(url, data=body(model), headers={"content-type": "application/json"}) as resp:
             if resp.status != 200:
@@ -85,6 +94,7 @@ async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: 
                     done = True
                 if abandon_after is not None and r.frames >= abandon_after:
                     if barrier is not None:
+                        arrived = True
                         await barrier.wait()
                     r.closed_at = time.monotonic()
                     resp.close()  # drop the connection, as a client that goes away does
@@ -98,6 +108,9 @@ async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: 
                 r.ok = True
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
         r.error = f"{type(e).__name__}: {e}"
+    finally:
+        if barrier is not None and not arrived:
+            barrier.leave()
     r.seconds = time.perf_counter() - t0
     return r
 
