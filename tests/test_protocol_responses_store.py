@@ -5,6 +5,7 @@ delete, background mode with cancel, and reattaching to a stream with
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -269,3 +270,32 @@ def test_reattach_errors(upstream, client):
         list(client.responses.retrieve("resp_missing", stream=True, starting_after=2))
     r = httpx.get(f"{client.base_url}responses/{rid}", params={"stream": "true", "starting_after": "-1"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "starting_after"
+
+
+def test_a_response_left_in_progress_by_a_dead_process_is_failed_at_startup(make_server, tmp_path):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from sluiceway.store import Store
+    from sluiceway.store.responses import ResponseRow, save_response
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/dead.db"
+
+    async def leave_one_behind() -> None:
+        store = await Store.open(url)
+        base = {"object": "response", "created_at": 1, "model": "m", "output": [], "error": None}
+        await save_response(store, {**base, "id": "resp_dead", "status": "in_progress", "background": True}, input=[])
+        await save_response(store, {**base, "id": "resp_fresh", "status": "in_progress"}, input=[])
+        async with store.tx() as s:  # written long ago, by a process that is gone
+            await s.execute(update(ResponseRow).where(ResponseRow.id == "resp_dead")
+                            .values(updated_at=datetime(2020, 1, 1, tzinfo=UTC)))
+        await store.close()
+
+    asyncio.run(leave_one_behind())
+    srv = make_server(store={"url": url})
+    with sdk(srv) as client:
+        dead = client.responses.retrieve("resp_dead")
+        assert dead.status == "failed" and dead.error.code == "server_error"
+        # one just written may belong to a run that another replica is starting: left alone
+        assert client.responses.retrieve("resp_fresh").status == "in_progress"

@@ -42,6 +42,7 @@ from ..core import (
 from ..engine.hub import Hub, MemoryRunLog
 from ..protocols import sse
 from ..store import Store
+from ..store.responses import fail_responses, unfinished_responses
 from .auth import admit, authenticate
 from .openai_routes import error_response, internal_error
 from .recorder import Recorder
@@ -95,6 +96,13 @@ async def sweep_orphans(store: Store, hub: Hub) -> int:
     n = await store.interrupt_streaming([m for m in stuck if m not in live])
     if n:
         log.warning("%d answer(s) left streaming by a process that died marked interrupted", n)
+    # the same for background / streamed Responses (their run id is the response id)
+    stuck = [r for r in await unfinished_responses(store) if r not in hub.runs]
+    live = await hub.log.live_among(stuck)
+    gone = await fail_responses(store, [r for r in stuck if r not in live],
+                                "the server generating this response stopped before it finished")
+    if gone:
+        log.warning("%d response(s) left in progress by a process that died marked failed", gone)
     return n
 
 

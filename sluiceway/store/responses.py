@@ -4,10 +4,10 @@ far, already expanded — so ``previous_response_id`` can continue it."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, String, delete
+from sqlalchemy import JSON, Boolean, DateTime, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base
@@ -61,3 +61,31 @@ async def delete_response(store: Store, response_id: str) -> bool:
     async with store.tx() as s:
         res = await s.execute(delete(ResponseRow).where(ResponseRow.id == response_id))
         return res.rowcount > 0
+
+
+UNFINISHED = ("queued", "in_progress")
+
+
+async def unfinished_responses(store: Store, *, settled: float = 10.0) -> list[str]:
+    """Responses still queued or in progress that were written at least
+    ``settled`` seconds ago (a newer one may not have its run started yet)."""
+    async with store.tx() as s:
+        return list(await s.scalars(select(ResponseRow.id).where(
+            ResponseRow.status.in_(UNFINISHED), ResponseRow.updated_at < now() - timedelta(seconds=settled))))
+
+
+async def fail_responses(store: Store, ids: list[str], message: str) -> int:
+    """Mark unfinished responses ``failed`` (their run died with its process),
+    keeping whatever output they had."""
+    if not ids:
+        return 0
+    n = 0
+    async with store.tx() as s:
+        for row in await s.scalars(select(ResponseRow).where(ResponseRow.id.in_(ids),
+                                                             ResponseRow.status.in_(UNFINISHED))):
+            row.status = "failed"
+            row.response = {**row.response, "status": "failed",
+                            "error": {"code": "server_error", "message": message}}
+            row.updated_at = now()
+            n += 1
+    return n
