@@ -128,3 +128,27 @@ def test_resume_while_live_replays_then_follows_the_tail(upstream, make_server):
     assert text_of(chunks) == TEXT
     types = [c["type"] for c in chunks]
     assert types.count("start") == 1 and types.count("finish") == 1
+
+
+def test_a_chat_is_resumed_only_with_the_key_that_started_it(upstream, make_server, tmp_path):
+    admin = "admin-for-resume"
+    srv = make_server(store={"url": f"sqlite+aiosqlite:///{tmp_path}/keys.db"},
+                      server={"keepalive": 15, "admin_key": admin, "api_keys": []})
+    keys = []
+    for _ in range(2):
+        r = httpx.post(f"{srv.url}/admin/keys", json={"name": "k"}, headers={"authorization": f"Bearer {admin}"})
+        assert r.status_code == 201, r.text
+        keys.append({"authorization": f"Bearer {r.json()['key']}"})
+    name = upstream.add(f"ui-own-{uuid.uuid4().hex[:6]}", chat_text_stream(PIECES, delay=0.05))
+    with httpx.Client(timeout=10) as c, c.stream("POST", f"{srv.url}/api/chat", json=ui_body(f"up/{name}", "shared-id"),
+                                                 headers=keys[0]) as r:
+        assert r.status_code == 200
+        seen = b""
+        for chunk in r.iter_raw():
+            seen += chunk
+            if b"w1 " in seen:
+                break
+    assert httpx.get(f"{srv.url}/api/chat/shared-id/stream", headers=keys[1], timeout=10).status_code == 204
+    assert httpx.get(f"{srv.url}/api/chat/shared-id/stream", timeout=10).status_code == 401
+    r = httpx.get(f"{srv.url}/api/chat/shared-id/stream", headers=keys[0], timeout=10)
+    assert r.status_code == 200 and text_of(chunks_of(r.content)) == TEXT

@@ -299,3 +299,27 @@ def test_a_response_left_in_progress_by_a_dead_process_is_failed_at_startup(make
         assert dead.status == "failed" and dead.error.code == "server_error"
         # one just written may belong to a run that another replica is starting: left alone
         assert client.responses.retrieve("resp_fresh").status == "in_progress"
+
+
+def test_stored_responses_belong_to_the_key_that_made_them(upstream, make_server, tmp_path):
+    admin = "admin-for-responses"
+    srv = make_server(store={"url": f"sqlite+aiosqlite:///{tmp_path}/own.db"},
+                      server={"keepalive": 15, "admin_key": admin, "api_keys": []})
+
+    def key() -> str:
+        r = httpx.post(f"{srv.url}/admin/keys", json={"name": "k"}, headers={"authorization": f"Bearer {admin}"})
+        assert r.status_code == 201, r.text
+        return r.json()["key"]
+
+    name = model(upstream, chat_text_stream(["mine"]))
+    with (openai.OpenAI(base_url=f"{srv.url}/v1", api_key=key(), max_retries=0) as mine,
+          openai.OpenAI(base_url=f"{srv.url}/v1", api_key=key(), max_retries=0) as other):
+        rid = mine.responses.create(model=f"up/{name}", input="x").id
+        assert mine.responses.retrieve(rid).output_text == "mine"
+        with pytest.raises(openai.NotFoundError):
+            other.responses.retrieve(rid)
+        with pytest.raises(openai.NotFoundError):
+            other.responses.create(model=f"up/{name}", input="y", previous_response_id=rid)
+        with pytest.raises(openai.NotFoundError):
+            other.responses.delete(rid)
+        assert mine.responses.retrieve(rid).status == "completed"  # still there

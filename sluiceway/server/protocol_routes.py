@@ -73,7 +73,7 @@ class Protocol:
     # serve the stream as a hub run; None from it means "stream it the usual way"
     run: Callable[[RunStart], Awaitable[Any]] | None = None
     # after a non-streamed answer is encoded (e.g. store it)
-    keep: Callable[[AppState, dict[str, Any], bytes], Awaitable[None]] | None = None
+    keep: Callable[[Request, AppState, dict[str, Any], bytes], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True)
@@ -139,7 +139,7 @@ async def serve(request: Request, proto: Protocol) -> Response | SSEResponse:
     data = proto.complete(completion, body, req)
     if proto.keep is not None:
         try:
-            await proto.keep(state, body, data)
+            await proto.keep(request, state, body, data)
         except Exception:
             log.exception("%s: keeping the answer failed", proto.name)
             return error_response(internal_error(), proto.encode_error)
@@ -306,6 +306,11 @@ async def ui_resume(request: Request) -> Any:
 
 # ------------------------------------------------ stored and background Responses
 
+def _owner(request: Request) -> str | None:
+    """Stored responses belong to the virtual key that made them; other keys get a 404."""
+    return getattr(getattr(request.state, "principal", None), "key_id", None)
+
+
 def _input_items(body: dict[str, Any]) -> list[Any]:
     raw = body.get("input")
     return [{"type": "message", "role": "user", "content": raw}] if isinstance(raw, str) else list(raw or [])
@@ -318,7 +323,7 @@ async def responses_prepare(request: Request, state: AppState, body: Any) -> Any
     prev = body["previous_response_id"]
     store, _ = _hub(state)
     row = await get_response(store, prev)
-    if row is None:
+    if row is None or row["owner"] != _owner(request):
         raise NotFound(f"Previous response with id '{prev}' not found.", param="previous_response_id",
                        code="previous_response_not_found")
     items = openai_responses.continued_input(row["input"], row["response"].get("output") or [], body["input"])
@@ -360,7 +365,7 @@ async def responses_run(rs: RunStart) -> Any:
     shell = openai_responses.ResponseShell(body, rs.req)
     first = shell.build(rid, created, "in_progress", [])
     try:
-        await save_response(store, first, input=_input_items(body))
+        await save_response(store, first, input=_input_items(body), owner=_owner(rs.request))
     except Exception:
         log.exception("storing response %s failed", rid)
         with contextlib.suppress(Exception):
@@ -383,9 +388,9 @@ async def responses_run(rs: RunStart) -> Any:
                      on_disconnect=left)
 
 
-async def responses_keep(state: AppState, body: dict[str, Any], data: bytes) -> None:
+async def responses_keep(request: Request, state: AppState, body: dict[str, Any], data: bytes) -> None:
     if body.get("store") is not False and state.store is not None:
-        await save_response(state.store, orjson.loads(data), input=_input_items(body))
+        await save_response(state.store, orjson.loads(data), input=_input_items(body), owner=_owner(request))
 
 
 def _starting_after(request: Request) -> int:
@@ -406,7 +411,7 @@ async def _stored(request: Request) -> tuple[Store, Hub, str, dict[str, Any]]:
     store, hub = _hub(request.app.state.sluiceway)
     rid = request.path_params["response_id"]
     row = await get_response(store, rid)
-    if row is None:
+    if row is None or row["owner"] != _owner(request):
         raise NotFound(f"Response with id '{rid}' not found.", param="response_id", code="response_not_found")
     return store, hub, rid, row
 

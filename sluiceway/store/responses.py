@@ -22,13 +22,15 @@ class ResponseRow(Base):
     model: Mapped[str | None] = mapped_column(String(200))
     background: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(32))  # the virtual key that created it (None: static / open)
     input: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
     response: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-async def save_response(store: Store, response: dict[str, Any], *, input: list[Any] | None = None) -> bool:
+async def save_response(store: Store, response: dict[str, Any], *, input: list[Any] | None = None,
+                        owner: str | None = None) -> bool:
     """Insert or update. ``input`` is needed on insert and kept on update.
     False when updating a response that was deleted meanwhile."""
     t = now()
@@ -39,7 +41,7 @@ async def save_response(store: Store, response: dict[str, Any], *, input: list[A
                 return False
             s.add(ResponseRow(id=response["id"], status=response["status"], model=response.get("model"),
                               background=bool(response.get("background")),
-                              previous_response_id=response.get("previous_response_id"), input=input,
+                              previous_response_id=response.get("previous_response_id"), input=input, owner=owner,
                               response=response, created_at=t, updated_at=t))
             return True
         row.status, row.response, row.updated_at = response["status"], response, t
@@ -49,12 +51,12 @@ async def save_response(store: Store, response: dict[str, Any], *, input: list[A
 
 
 async def get_response(store: Store, response_id: str) -> dict[str, Any] | None:
-    """``{"response", "input", "background"}`` or None."""
+    """``{"response", "input", "background", "owner"}`` or None."""
     async with store.tx() as s:
         row = await s.get(ResponseRow, response_id)
         if row is None:
             return None
-        return {"response": row.response, "input": row.input, "background": row.background}
+        return {"response": row.response, "input": row.input, "background": row.background, "owner": row.owner}
 
 
 async def delete_response(store: Store, response_id: str) -> bool:

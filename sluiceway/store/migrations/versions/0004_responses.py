@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("model", sa.String(200)),
         sa.Column("background", sa.Boolean(), nullable=False),
         sa.Column("previous_response_id", sa.String(64)),
+        sa.Column("owner", sa.String(32)),
         sa.Column("input", sa.JSON(), nullable=False),
         sa.Column("response", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
