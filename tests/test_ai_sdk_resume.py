@@ -152,3 +152,20 @@ def test_a_chat_is_resumed_only_with_the_key_that_started_it(upstream, make_serv
     assert httpx.get(f"{srv.url}/api/chat/shared-id/stream", timeout=10).status_code == 401
     r = httpx.get(f"{srv.url}/api/chat/shared-id/stream", headers=keys[0], timeout=10)
     assert r.status_code == 200 and text_of(chunks_of(r.content)) == TEXT
+
+
+async def test_memory_aliases_expire_with_their_run_log():
+    import asyncio
+
+    from sluiceway.engine.hub import MemoryRunLog
+
+    log = MemoryRunLog(ttl=0.05)
+    await log.create("r1", {})
+    await log.set_alias("ai-chat::c", "r1")
+    assert await log.get_alias("ai-chat::c") == "r1"
+    await log.create("r2", {})
+    await log.drop_alias("ai-chat::c", "r2")  # not its run: kept
+    assert await log.get_alias("ai-chat::c") == "r1"
+    await log.append("r1", [b'{"type":"finish"}'], end=True)
+    await asyncio.sleep(0.15)
+    assert not log.has("r1") and log._aliases == {} and log._alias_of == {}  # nothing left behind

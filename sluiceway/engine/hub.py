@@ -130,6 +130,7 @@ class MemoryRunLog:
         self.ttl = ttl
         self._runs: dict[str, _MemRun] = {}
         self._aliases: dict[str, str] = {}
+        self._alias_of: dict[str, str] = {}
 
     async def open(self, on_stop: Callable[[str, str], Awaitable[None]]) -> None:
         pass  # every run is local: the hub stops it directly
@@ -144,7 +145,7 @@ class MemoryRunLog:
         r.entries.extend(payloads)
         if end:
             r.ended = True
-            asyncio.get_running_loop().call_later(self.ttl, self._runs.pop, run_id, None)
+            asyncio.get_running_loop().call_later(self.ttl, self._expire, run_id)
         # wake every reader: swap in a fresh Event, set the old one
         changed, r.changed = r.changed, asyncio.Event()
         changed.set()
@@ -191,8 +192,15 @@ class MemoryRunLog:
     async def request_stop(self, run_id: str, reason: str) -> None:
         pass  # no other process can own a run
 
+    def _expire(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+        name = self._alias_of.pop(run_id, None)
+        if name is not None and self._aliases.get(name) == run_id:
+            del self._aliases[name]
+
     async def set_alias(self, name: str, run_id: str) -> None:
         self._aliases[name] = run_id
+        self._alias_of[run_id] = name  # so the alias expires with the run's log
 
     async def get_alias(self, name: str) -> str | None:
         run_id = self._aliases.get(name)
@@ -204,10 +212,12 @@ class MemoryRunLog:
     async def drop_alias(self, name: str, run_id: str) -> None:
         if self._aliases.get(name) == run_id:
             del self._aliases[name]
+            self._alias_of.pop(run_id, None)
 
     async def aclose(self) -> None:
         self._runs.clear()
         self._aliases.clear()
+        self._alias_of.clear()
 
 
 # --------------------------------------------------------------------- hub
