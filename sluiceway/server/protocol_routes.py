@@ -89,7 +89,7 @@ class RunStart:
     tap: Taps  # metrics and the key's grant
 
 
-async def serve(request: Request, proto: Protocol) -> Response | SSEResponse:
+async def serve(request: Request, proto: Protocol) -> Response | SSEResponse | RunReplay:
     t0 = time.perf_counter()
     state: AppState = request.app.state.sluiceway
     grant = FREE
@@ -113,7 +113,15 @@ async def serve(request: Request, proto: Protocol) -> Response | SSEResponse:
         return error_response(internal_error(), proto.encode_error)
     observer = StreamObserver(state.gateway.metrics, proto.name, req.model, t0)
     if proto.run is not None and state.hub is not None:
-        ran = await proto.run(RunStart(request, state, proto, body, req, opened, Taps(observer, grant)))
+        taps = Taps(observer, grant)
+        try:
+            ran = await proto.run(RunStart(request, state, proto, body, req, opened, taps))
+        except Exception:  # nothing was handed to the hub: close what was opened here
+            log.exception("%s: starting the run failed", proto.name)
+            with contextlib.suppress(Exception):
+                await opened.aclose()
+            taps.end("error")
+            return error_response(internal_error(), proto.encode_error)
         if ran is not None:
             return ran
     if proto.complete is None or proto.wants_stream(body):
@@ -508,19 +516,19 @@ PLAIN = Protocol(
 )
 
 
-async def responses(request: Request) -> Response | SSEResponse:
+async def responses(request: Request) -> Response | SSEResponse | RunReplay:
     return await serve(request, RESPONSES)
 
 
-async def messages(request: Request) -> Response | SSEResponse:
+async def messages(request: Request) -> Response | SSEResponse | RunReplay:
     return await serve(request, MESSAGES)
 
 
-async def ui_chat(request: Request) -> Response | SSEResponse:
+async def ui_chat(request: Request) -> Response | SSEResponse | RunReplay:
     return await serve(request, UI_CHAT)
 
 
-async def plain_stream(request: Request) -> Response | SSEResponse:
+async def plain_stream(request: Request) -> Response | SSEResponse | RunReplay:
     return await serve(request, PLAIN)
 
 
