@@ -134,3 +134,32 @@ def test_ai_sdk_chat_started_on_a_resumes_on_b(upstream, replicas):
     assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == "".join(pieces)
     assert chunks[-1]["type"] == "finish"
     assert httpx.get(f"{a.url}/api/chat/{chat_id}/stream", timeout=10).status_code == 204  # delivered
+
+
+def test_background_response_on_a_is_reattached_and_cancelled_on_b(upstream, replicas):
+    import openai
+
+    a, b = replicas
+    model = f"rep-bg-{uuid.uuid4().hex[:8]}"
+    upstream.add(model, [sse(chat_chunk({"role": "assistant", "content": ""})),
+                         sse(chat_chunk({"content": "made on A"})), HANG])
+    with (openai.OpenAI(base_url=f"{a.url}/v1", api_key="x", max_retries=0, timeout=20) as ca,
+          openai.OpenAI(base_url=f"{b.url}/v1", api_key="x", max_retries=0, timeout=20) as cb):
+        first = ca.responses.create(model=f"up/{model}", input="go", background=True, stream=True)
+        got = []
+        for ev in first:
+            got.append(ev)
+            if ev.type == "response.output_text.delta":
+                break
+        first.close()
+        rid = got[0].response.id
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            watcher = pool.submit(lambda: list(cb.responses.retrieve(rid, stream=True,
+                                                                     starting_after=got[-1].sequence_number)))
+            wait_for(lambda: cb.responses.retrieve(rid).status == "in_progress")
+            cancelled = cb.responses.cancel(rid)
+            rest = watcher.result(10)
+        assert cancelled.status == "cancelled" and cancelled.output[0].content[0].text == "made on A"
+        assert all(e.sequence_number > got[-1].sequence_number for e in rest)
+        assert ca.responses.retrieve(rid).status == "cancelled"  # one database
+        assert upstream.last(model).wait_closed(1.0), "A did not close the upstream"
