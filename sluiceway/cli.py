@@ -33,6 +33,10 @@ def serve(args: argparse.Namespace) -> int:
     from .server.app import create_app
 
     cfg = _config(args)
+    from .server.tracing import setup_tracing
+
+    if setup_tracing(cfg.telemetry.otlp_endpoint, service_name=cfg.telemetry.service_name):
+        print("sluiceway: OpenTelemetry traces on", flush=True)
     host = args.host or cfg.server.host
     port = args.port or cfg.server.port
     gateway = Gateway(cfg)

@@ -108,6 +108,13 @@ class RunsConfig(BaseModel):
     live_ttl: float = 15.0  # with Redis: a dead replica's runs count as orphaned this long after its last heartbeat
 
 
+class TelemetryConfig(BaseModel):
+    """OpenTelemetry traces (needs the ``otel`` extra). ``OTEL_EXPORTER_OTLP_ENDPOINT`` also enables them."""
+
+    otlp_endpoint: str | None = None
+    service_name: str = "sluiceway"
+
+
 class Config(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -118,6 +125,7 @@ class Config(BaseModel):
     embedded: bool = True  # register the embedded SmolLM2 provider as "local"
     timeouts: Timeouts = Field(default_factory=Timeouts)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("models", mode="before")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import os
 import time
 
 import aiohttp
@@ -16,14 +17,23 @@ from ..core import Deadlines, SluicewayError, Timeout, UpstreamUnavailable, erro
 MAX_ERROR_BODY = 64 * 1024
 
 
+PROXY_VARS = ("https_proxy", "http_proxy", "all_proxy", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+
+
 def new_session(deadline: Deadlines | None = None, *, limit: int = 0) -> aiohttp.ClientSession:
+    """One pooled session per provider. ``trust_env`` only when a proxy is
+    configured: otherwise aiohttp reads netrc and scans the environment on a
+    thread for every request, which sits on the time-to-first-token path.
+    No cookie jar: a shared session must not replay one user's upstream
+    cookies on another's requests."""
     d = deadline or Deadlines()
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=d.connect, connect=d.connect),
         connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300, enable_cleanup_closed=True),
         json_serialize=lambda o: orjson.dumps(o).decode(),
         auto_decompress=True,
-        trust_env=True,
+        trust_env=any(os.environ.get(v) for v in PROXY_VARS),
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 

@@ -24,7 +24,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -140,6 +140,17 @@ class Auth:
         self._cache: dict[str, tuple[float, Principal | None, bool]] = {}  # hash → (expires, principal, revoked)
         self._any_keys: tuple[float, bool] = (0.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+
+    async def _once(self, key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        """Single-flight: concurrent callers share one query instead of each
+        queueing its own on the database (a stampede when a cache entry lapses
+        while many streams open at once)."""
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = self._inflight[key] = asyncio.ensure_future(fetch())
+            fut.add_done_callback(lambda _f: self._inflight.pop(key, None))
+        return await asyncio.shield(fut)
 
     @classmethod
     def for_state(cls, state: AppState) -> Auth:
@@ -183,8 +194,9 @@ class Auth:
         hit = self._cache.get(h)
         if hit is not None and hit[0] > now:
             return hit[1], hit[2]
-        assert self.state.store is not None
-        rec = await find_key(self.state.store, raw)
+        store = self.state.store
+        assert store is not None
+        rec = await self._once(h, lambda: find_key(store, raw))
         principal, revoked = None, False
         if rec is not None:
             revoked = rec["revoked_at"] is not None
@@ -193,7 +205,7 @@ class Auth:
                                       Limits(rec["rpm"], rec["tpm"], rec["max_concurrent_streams"]))
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
-        self._cache[h] = (now + self.cache_ttl, principal, revoked)
+        self._cache[h] = (time.monotonic() + self.cache_ttl, principal, revoked)
         return principal, revoked
 
     async def _keys_exist(self) -> bool:
@@ -205,8 +217,8 @@ class Auth:
             return self._any_keys[1]
         from ..store.keys import has_active_keys
 
-        exists = await has_active_keys(store)
-        self._any_keys = (now + self.cache_ttl, exists)
+        exists = await self._once("*any-keys*", lambda: has_active_keys(store))
+        self._any_keys = (time.monotonic() + self.cache_ttl, exists)
         return exists
 
     def forget(self) -> None:

@@ -53,7 +53,8 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     except Exception:
         log.exception("chat completion failed before streaming")
         return error_response(internal_error())
-    observer = StreamObserver(state.gateway.metrics, "openai-chat", req.model, t0)
+    observer = StreamObserver(state.gateway.metrics, "openai-chat", req.model, t0, headers=request.headers,
+                              deployment=opened.deployment.label)
     if openai_chat.wants_stream(body):
         return SSEResponse(opened, openai_chat.Encoder(body, req.model), keepalive=state.keepalive,
                            stall_timeout=state.stall_timeout, tap=Taps(observer, grant))

@@ -111,7 +111,8 @@ async def serve(request: Request, proto: Protocol) -> Response | SSEResponse | R
     except Exception:
         log.exception("%s request failed before streaming", proto.name)
         return error_response(internal_error(), proto.encode_error)
-    observer = StreamObserver(state.gateway.metrics, proto.name, req.model, t0)
+    observer = StreamObserver(state.gateway.metrics, proto.name, req.model, t0, headers=request.headers,
+                              deployment=opened.deployment.label)
     if proto.run is not None and state.hub is not None:
         taps = Taps(observer, grant)
         try:

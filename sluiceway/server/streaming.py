@@ -46,31 +46,32 @@ class ClientGone(Exception):
 
 
 async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """Run ``work``; if the client disconnects first, cancel it and raise ClientGone."""
-    task = asyncio.ensure_future(work)
+    """Run ``work`` in this task; if the client disconnects first, cancel it
+    and raise ClientGone. One watcher task per call: the work itself is not
+    wrapped in a task of its own."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
 
     async def watch() -> None:
+        nonlocal gone
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
+                gone = True
+                task.cancel()
                 return
 
     watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
     except asyncio.CancelledError:
-        task.cancel()
+        if not gone:
+            raise
+        task.uncancel()
+        raise ClientGone() from None
+    finally:
         watcher.cancel()
-        raise
-    if not task.done():
-        task.cancel()
-        try:
-            await task
-        except BaseException:  # the cancelled work's own exception is moot: nobody is listening
-            pass
-        raise ClientGone()
-    watcher.cancel()
-    return task.result()
 
 
 class SSEResponse:
