@@ -12,7 +12,8 @@ import openai
 import pytest
 
 from sluiceway.core import BadRequest, ChatRequest, ImagePart, Message, TextPart, ToolCallPart, UpstreamError
-from sluiceway.providers.ollama import ChunkAdapter, NDJSONLines, OllamaProvider, OllamaSettings, request_body
+from sluiceway.providers.frames import NDJSONLines
+from sluiceway.providers.ollama import ChunkAdapter, OllamaProvider, OllamaSettings, request_body
 from sluiceway.server.app import create_app
 
 from .conftest import ServerThread, make_config

@@ -12,11 +12,11 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, Field, SecretStr
 
-from ..core import ChatRequest, Deadlines, Event, SluicewayError, UpstreamError
+from ..core import ChatRequest, Deadlines, Event
 from .anthropic_wire import THINKING_BUDGETS, EventAdapter, request_body
 from .base import ModelInfo
-from .http import DeadlineReader, new_session, open_stream
-from .sse import SSEParser
+from .frames import JsonSSE, relay
+from .http import new_session, open_stream
 
 
 class AnthropicSettings(BaseModel):
@@ -64,47 +64,11 @@ class AnthropicProvider:
         return request_body(req, default_max_tokens=self.settings.max_tokens,
                             thinking_budgets=self.settings.thinking_budgets)
 
-    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
-        body = self.body(req)
-        resp = await open_stream(self.session, f"{self.base_url}/v1/messages", provider=self.name,
-                                 deadline=deadline, json=body,
-                                 headers={**self.headers(), "accept": "text/event-stream"})
-        adapter = EventAdapter(req)
-        parser = SSEParser()
-        reader = DeadlineReader(resp, deadline, self.name)
-        loads = orjson.loads
-        finished = False
-        try:
-            while not finished:
-                data = await reader.read()
-                frames = parser.feed(data) if data else parser.close()
-                out: list[Event] = []
-                failed: SluicewayError | None = None
-                try:
-                    for _event, payload in frames:
-                        try:
-                            ev = loads(payload)
-                        except orjson.JSONDecodeError:
-                            raise UpstreamError(f"{self.name}: upstream sent invalid JSON: {payload[:200]!r}") from None
-                        if isinstance(ev, dict):
-                            adapter.feed(ev, out)
-                    if not data:
-                        adapter.end(out)
-                    finished = adapter.done
-                except SluicewayError as e:
-                    failed = e  # deliver what came before the error in this read first
-                if out:
-                    if len(out) > 1 or out[0].type != "start":
-                        reader.mark_first_token()
-                    yield out
-                if failed is not None:
-                    raise failed
-        finally:
-            # message_stop is the end: the rest of the body is just the close
-            if finished:
-                resp.release()
-            else:
-                resp.close()
+    def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+        opening = open_stream(self.session, f"{self.base_url}/v1/messages", provider=self.name, deadline=deadline,
+                              json=self.body(req), headers={**self.headers(), "accept": "text/event-stream"})
+        # message_stop is the end: the rest of the body is just the close
+        return relay(opening, JsonSSE(EventAdapter(req), self.name), deadline, self.name)
 
     async def list_models(self) -> list[ModelInfo]:
         if self.settings.models:

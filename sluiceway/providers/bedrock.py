@@ -50,7 +50,8 @@ from ..core import (
 )
 from ..core.tokens import prompt_chars
 from .base import ModelInfo
-from .http import DeadlineReader, new_session, open_stream
+from .frames import relay
+from .http import new_session, open_stream
 
 log = logging.getLogger("sluiceway.providers.bedrock")
 
@@ -332,6 +333,23 @@ class ConverseAdapter:
         self._finish(out)
 
 
+class EventStreamFrames:
+    """AWS event-stream framing, parsed by botocore's own buffer."""
+
+    __slots__ = ("adapter", "buf", "done")
+
+    def __init__(self, adapter: ConverseAdapter) -> None:
+        self.adapter, self.buf, self.done = adapter, EventStreamBuffer(), False
+
+    def decode(self, data: bytes, out: list[Event]) -> None:
+        if data:
+            self.buf.add_data(data)
+            decode_messages(self.buf, self.adapter, out)
+        else:
+            self.adapter.end(out)
+        self.done = self.adapter.done or not data
+
+
 def decode_messages(buf: EventStreamBuffer, adapter: ConverseAdapter, out: list[Event]) -> None:
     """Feed every complete event-stream message in ``buf`` to the adapter."""
     try:
@@ -415,7 +433,13 @@ class BedrockProvider:
         # model ids and ARNs carry ':' and '/': encode once here, SigV4 encodes the path again
         return f"{self.endpoint}/model/{quote(model, safe='')}/converse-stream"
 
-    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+    def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+        # finished (metadata seen) is the end of the body; otherwise relay drops the
+        # connection so Bedrock stops generating
+        return relay(self._open(req, deadline), EventStreamFrames(ConverseAdapter(req, req.model)), deadline,
+                     self.name)
+
+    async def _open(self, req: ChatRequest, deadline: Deadlines) -> aiohttp.ClientResponse:
         body = orjson.dumps(request_body(req, default_max_tokens=self.settings.max_tokens))
         url = self.url(req.model)
         headers = await self.signed("POST", url, body, headers={
@@ -428,35 +452,7 @@ class BedrockProvider:
                 raise
             # 424 is ModelErrorException: the model failed, not the request, so another deployment may do
             raise UpstreamError(e.message, provider=self.name) from None
-        adapter = ConverseAdapter(req, req.model)
-        buf = EventStreamBuffer()
-        reader = DeadlineReader(resp, deadline, self.name)
-        try:
-            while not adapter.done:
-                data = await reader.read()
-                out: list[Event] = []
-                failed: SluicewayError | None = None
-                try:
-                    if data:
-                        buf.add_data(data)
-                        decode_messages(buf, adapter, out)
-                    else:
-                        adapter.end(out)
-                except SluicewayError as e:
-                    failed = e  # deliver what came before the error in this read first
-                if out:
-                    if len(out) > 1 or out[0].type != "start":
-                        reader.mark_first_token()
-                    yield out
-                if failed is not None:
-                    raise failed
-        finally:
-            # finished (metadata seen): the body is over; otherwise drop the connection
-            # so Bedrock stops generating (protocols.md §9 #6)
-            if adapter.done:
-                resp.release()
-            else:
-                resp.close()
+        return resp
 
     async def list_models(self) -> list[ModelInfo]:
         if self.settings.models:

@@ -15,11 +15,11 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, Field, SecretStr
 
-from ..core import ChatRequest, Deadlines, Event, SluicewayError, Timeout, UpstreamError, UpstreamUnavailable
+from ..core import ChatRequest, Deadlines, Event, Timeout, UpstreamUnavailable
 from .base import ModelInfo
+from .frames import JsonSSE, relay
 from .gemini_wire import ChunkAdapter, http_error, request_body
-from .http import MAX_ERROR_BODY, DeadlineReader, new_session, parse_retry_after
-from .sse import SSEParser
+from .http import MAX_ERROR_BODY, new_session, parse_retry_after
 
 
 class GeminiSettings(BaseModel):
@@ -88,47 +88,8 @@ class GeminiProvider:
             raise http_error(resp.status, body, parse_retry_after(resp.headers.get("retry-after")), self.name)
         return resp
 
-    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
-        resp = await self._open(req, deadline)
-        adapter = ChunkAdapter(req, req.model)
-        parser = SSEParser()
-        reader = DeadlineReader(resp, deadline, self.name)
-        loads = orjson.loads
-        done = False
-        try:
-            while not done:
-                data = await reader.read()
-                frames = parser.feed(data) if data else parser.close()
-                out: list[Event] = []
-                failed: SluicewayError | None = None
-                try:
-                    for _event, payload in frames:
-                        try:
-                            chunk = loads(payload)
-                        except orjson.JSONDecodeError:
-                            raise UpstreamError(f"{self.name}: upstream sent invalid JSON: {payload[:200]!r}") from None
-                        if isinstance(chunk, list):  # a JSON-array stream (no alt=sse) or a bare error list
-                            for c in chunk:
-                                if isinstance(c, dict):
-                                    adapter.feed(c, out)
-                        elif isinstance(chunk, dict):
-                            adapter.feed(chunk, out)
-                    if not data:
-                        adapter.end(out)
-                        done = True
-                except SluicewayError as e:
-                    failed = e  # deliver what came before the error in this read first
-                if out:
-                    if len(out) > 1 or out[0].type != "start":
-                        reader.mark_first_token()
-                    yield out
-                if failed is not None:
-                    raise failed
-        finally:
-            if done:
-                resp.release()
-            else:
-                resp.close()  # the client left or it failed: drop the connection so generation stops
+    def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+        return relay(self._open(req, deadline), JsonSSE(ChunkAdapter(req, req.model), self.name), deadline, self.name)
 
     async def list_models(self) -> list[ModelInfo]:
         if self.settings.models:

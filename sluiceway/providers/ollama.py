@@ -2,7 +2,7 @@
 
 Native rather than Ollama's ``/v1`` shim because the shim has lost or
 mangled tool-call indexes and thinking across versions (protocols.md §9.4).
-The wire part (``NDJSONLines``, ``ChunkAdapter``, ``request_body``) is pure
+The wire part (``ChunkAdapter``, ``request_body``) is pure
 and tested without I/O; ``OllamaProvider`` is the thin I/O shell.
 """
 
@@ -33,33 +33,13 @@ from ..core import (
 )
 from ..core.tokens import prompt_chars
 from .base import ModelInfo
-from .http import DeadlineReader, new_session, open_stream
+from .frames import JsonLines, relay
+from .http import new_session, open_stream
 
 DONE_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
 
 # ------------------------------------------------------------------ framing
-
-class NDJSONLines:
-    """Bytes in, complete lines out. Splitting on ``\\n`` before decoding keeps
-    a UTF-8 character that straddles two reads intact (``\\n`` is never inside
-    a multi-byte sequence)."""
-
-    __slots__ = ("_buf",)
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._buf + chunk if self._buf else chunk
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()
-        return [ln for ln in lines if ln.strip()]
-
-    def close(self) -> list[bytes]:
-        tail, self._buf = self._buf, b""
-        return [tail] if tail.strip() else []
-
 
 # ------------------------------------------------------------- request side
 
@@ -228,44 +208,11 @@ class OllamaProvider:
         s = self.settings
         return request_body(req, options=s.options, think=s.think, keep_alive=s.keep_alive)
 
-    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
-        resp = await open_stream(self.session, f"{self.base_url}/api/chat", provider=self.name,
-                                 deadline=deadline, json=self.body(req), headers=self.headers())
-        adapter = ChunkAdapter(req)
-        lines = NDJSONLines()
-        reader = DeadlineReader(resp, deadline, self.name)
-        loads = orjson.loads
-        try:
-            while not adapter.done:
-                data = await reader.read()
-                out: list[Event] = []
-                failed: SluicewayError | None = None
-                try:
-                    for line in lines.feed(data) if data else lines.close():
-                        try:
-                            obj = loads(line)
-                        except orjson.JSONDecodeError:
-                            raise UpstreamError(f"{self.name}: upstream sent invalid JSON: {line[:200]!r}") from None
-                        if isinstance(obj, dict):
-                            adapter.feed(obj, out)
-                            if adapter.done:
-                                break
-                    if not data:
-                        adapter.end(out)
-                except SluicewayError as e:
-                    failed = e
-                if out:
-                    if len(out) > 1 or out[0].type != "start":
-                        reader.mark_first_token()
-                    yield out
-                if failed is not None:
-                    raise failed
-        finally:
-            # done:true is the last line; anything else (client left, error) drops the connection
-            if adapter.done:
-                resp.release()
-            else:
-                resp.close()
+    def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+        opening = open_stream(self.session, f"{self.base_url}/api/chat", provider=self.name,
+                              deadline=deadline, json=self.body(req), headers=self.headers())
+        # done:true is the last line
+        return relay(opening, JsonLines(ChunkAdapter(req), self.name), deadline, self.name)
 
     async def list_models(self) -> list[ModelInfo]:
         if self.settings.models:

@@ -10,11 +10,11 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, Field, SecretStr
 
-from ..core import ChatRequest, Deadlines, Event, SluicewayError, UpstreamError
+from ..core import ChatRequest, Deadlines, Event
 from .base import ModelInfo
-from .http import DeadlineReader, new_session, open_stream
+from .frames import JsonSSE, relay
+from .http import new_session, open_stream
 from .openai_wire import ChunkAdapter, request_body
-from .sse import SSEParser
 
 
 class OpenAISettings(BaseModel):
@@ -71,50 +71,10 @@ class OpenAIProvider:
             body = {**self.settings.params, **body}
         return body
 
-    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
-        resp = await open_stream(self.session, self.chat_url(req), provider=self.name,
-                                 deadline=deadline, json=self.body(req), headers=self.headers(),
-                                 params=self.settings.query or None)
-        adapter = ChunkAdapter(req)
-        parser = SSEParser()
-        reader = DeadlineReader(resp, deadline, self.name)
-        loads = orjson.loads
-        done = False
-        try:
-            while not done:
-                data = await reader.read()
-                frames = parser.feed(data) if data else parser.close()
-                out: list[Event] = []
-                failed: SluicewayError | None = None
-                try:
-                    for _event, payload in frames:
-                        if payload.startswith("[DONE]"):
-                            done = True
-                            break
-                        try:
-                            chunk = loads(payload)
-                        except orjson.JSONDecodeError:
-                            raise UpstreamError(f"{self.name}: upstream sent invalid JSON: {payload[:200]!r}") from None
-                        if isinstance(chunk, dict):
-                            adapter.feed(chunk, out)
-                    if done or not data:
-                        adapter.end(out, saw_done=done)
-                        done = True
-                except SluicewayError as e:
-                    failed = e  # deliver what came before the error in this read first
-                if out:
-                    if len(out) > 1 or out[0].type != "start":
-                        reader.mark_first_token()
-                    yield out
-                if failed is not None:
-                    raise failed
-        finally:
-            # Not fully read (client left, error): drop the connection so the
-            # upstream sees the cancel; fully read: return it to the pool.
-            if done:
-                resp.release()
-            else:
-                resp.close()
+    def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
+        opening = open_stream(self.session, self.chat_url(req), provider=self.name, deadline=deadline,
+                              json=self.body(req), headers=self.headers(), params=self.settings.query or None)
+        return relay(opening, JsonSSE(ChunkAdapter(req), self.name), deadline, self.name)
 
     async def list_models(self) -> list[ModelInfo]:
         if self.settings.models:

@@ -240,7 +240,7 @@ class ChunkAdapter:
                 self.b.tool_delta(out, call.call_id, args)
             self.b.tool_end(out, call.call_id, call.name, args)
 
-    def end(self, out: list[Event], *, saw_done: bool) -> None:
+    def end(self, out: list[Event], *, saw_done: bool = False) -> None:
         """The upstream stream is over ([DONE] or EOF)."""
         if self.done:
             return
