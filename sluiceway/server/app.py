@@ -97,7 +97,6 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
         Route("/openapi.json", openapi.openapi_json),
         Route("/v1/models", openai_routes.list_models),
         Route("/v1/models/{model:path}", openai_routes.get_model),
-        Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
         *protocol_routes(),
     ]
     routes += chat_routes.routes()  # session chat, sessions, runs (resume/stop), traces

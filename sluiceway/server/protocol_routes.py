@@ -1,7 +1,7 @@
-"""Routes for the other client protocols: OpenAI Responses, Anthropic
-Messages, the AI SDK UI message stream and plain SSE.
+"""Routes for the client protocols: OpenAI Chat Completions and Responses,
+Anthropic Messages, the AI SDK UI message stream and plain SSE.
 
-They all run the same flow as ``/v1/chat/completions``: check the key, read
+They all run the same flow: check the key, read
 and decode the body, open the route (fallback happens inside), then either
 stream through an ``SSEResponse`` with the protocol's encoder or fold the
 stream into one object. A ``Protocol`` names the pieces that differ, so the
@@ -481,6 +481,13 @@ async def response_cancel(request: Request) -> Response:
 
 # ------------------------------------------------------------------ protocols
 
+CHAT = Protocol(
+    "openai-chat", chat.decode_request, chat.encode_error,
+    lambda request, body, req: chat.Encoder(body, req.model),
+    chat.wants_stream,
+    lambda c, body, req: chat.encode_completion(c, req.model),
+)
+
 RESPONSES = Protocol(
     "openai-responses", openai_responses.decode_request, openai_responses.encode_error,
     lambda request, body, req: openai_responses.Encoder(body, req),
@@ -517,6 +524,10 @@ PLAIN = Protocol(
 )
 
 
+async def chat_completions(request: Request) -> Response | SSEResponse | RunReplay:
+    return await serve(request, CHAT)
+
+
 async def responses(request: Request) -> Response | SSEResponse | RunReplay:
     return await serve(request, RESPONSES)
 
@@ -549,6 +560,7 @@ async def count_tokens(request: Request) -> Response:
 def routes() -> list[Route]:
     """The Starlette routes this module serves (registered in ``app.py``)."""
     return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/responses/{response_id}", response_get, methods=["GET"]),
         Route("/v1/responses/{response_id}", response_delete, methods=["DELETE"]),
