@@ -114,6 +114,18 @@ def test_chat_saves_answer_usage_metrics_and_redacted_trace(upstream, chat_serve
     assert trace["request"]["request"]["messages"][-1]["content"][0]["text"] == "Say hello"
     assert "".join(e.get("delta", "") for e in trace["response"] if e["type"] == "text-delta") == TEXT
     assert trace["response"][-1]["type"] == "finish"
+    # the raw upstream exchange, as sent and as received, credentials redacted
+    wire = trace["request"]["wire"]
+    assert wire["request"]["method"] == "POST" and wire["request"]["url"].endswith("/v1/chat/completions")
+    assert wire["request"]["headers"]["authorization"] == "[redacted]"
+    assert '"temperature":0.5' in wire["request"]["body"]
+    assert wire["response"]["status"] == 200
+    assert wire["response"]["headers"]["Content-Type"] == "text/event-stream"
+    raw = wire["response"]["body"]
+    assert raw == b"".join(s if isinstance(s, bytes) else s.encode()
+                           for s in chat_text_stream(PIECES, usage=usage_wire(11, 7))
+                           if isinstance(s, bytes | str)).decode()
+    assert raw.endswith("data: [DONE]\n\n") and not wire["response"]["truncated"]
 
 
 def test_stream_ids_are_dense_and_the_stored_answer_matches(upstream, chat_server):

@@ -51,6 +51,7 @@ from .request import (
     Tool,
     ToolCallPart,
 )
+from .wire import WireTrace
 
 __all__ = [
     "Accumulator",
@@ -97,6 +98,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamUnavailable",
     "Usage",
+    "WireTrace",
     "as_sluiceway_error",
     "error_from_status",
 ]

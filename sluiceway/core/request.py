@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .wire import WireTrace
+
 Role = Literal["system", "user", "assistant", "tool"]
 
 
@@ -125,6 +127,8 @@ class ChatRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     # vendor parameters passed through untouched (OpenAI-style ``extra_body``)
     extra: dict[str, Any] = field(default_factory=dict)
+    # records the raw upstream exchange for a debug trace (see core/wire.py); never sent anywhere
+    wire: WireTrace | None = field(default=None, repr=False, compare=False)
 
     @property
     def system(self) -> str:

@@ -66,9 +66,10 @@ class AnthropicProvider:
 
     def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
         opening = open_stream(self.session, f"{self.base_url}/v1/messages", provider=self.name, deadline=deadline,
-                              json=self.body(req), headers={**self.headers(), "accept": "text/event-stream"})
+                              json=self.body(req), headers={**self.headers(), "accept": "text/event-stream"},
+                              trace=req.wire)
         # message_stop is the end: the rest of the body is just the close
-        return relay(opening, JsonSSE(EventAdapter(req), self.name), deadline, self.name)
+        return relay(opening, JsonSSE(EventAdapter(req), self.name), deadline, self.name, req.wire)
 
     async def list_models(self) -> list[ModelInfo]:
         if self.settings.models:

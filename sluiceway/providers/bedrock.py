@@ -437,7 +437,7 @@ class BedrockProvider:
         # finished (metadata seen) is the end of the body; otherwise relay drops the
         # connection so Bedrock stops generating
         return relay(self._open(req, deadline), EventStreamFrames(ConverseAdapter(req, req.model)), deadline,
-                     self.name)
+                     self.name, req.wire)
 
     async def _open(self, req: ChatRequest, deadline: Deadlines) -> aiohttp.ClientResponse:
         body = orjson.dumps(request_body(req, default_max_tokens=self.settings.max_tokens))
@@ -446,7 +446,7 @@ class BedrockProvider:
             "content-type": "application/json", "accept": "application/vnd.amazon.eventstream"})
         try:
             resp = await open_stream(self.session, URL(url, encoded=True), provider=self.name,  # type: ignore[arg-type]
-                                     deadline=deadline, data=body, headers=headers)
+                                     deadline=deadline, data=body, headers=headers, trace=req.wire)
         except BadRequest as e:
             if e.status != 424:
                 raise

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
-from ..core import Deadlines, Event, SluicewayError, UpstreamError
+from ..core import Deadlines, Event, SluicewayError, UpstreamError, WireTrace
 from .http import DeadlineReader
 from .sse import SSEParser
 
@@ -38,14 +38,17 @@ class Decoder(Protocol):
 
 
 async def relay(opening: Awaitable[aiohttp.ClientResponse], decoder: Decoder, deadline: Deadlines,
-                provider: str) -> AsyncIterator[list[Event]]:
+                provider: str, trace: WireTrace | None = None) -> AsyncIterator[list[Event]]:
     """An adapter's whole ``stream``: returned directly (no extra generator
-    hop), it opens the request on first iteration."""
+    hop), it opens the request on first iteration. ``trace`` is the request's
+    ``wire``: it sees every byte read, for the debug trace."""
     resp = await opening
     reader = DeadlineReader(resp, deadline, provider)
     try:
         while not decoder.done:
             data = await reader.read()
+            if trace is not None:
+                trace.on_data(data)
             out: list[Event] = []
             failed: SluicewayError | None = None
             try:

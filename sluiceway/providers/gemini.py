@@ -69,15 +69,19 @@ class GeminiProvider:
         (not in http.open_stream) because Gemini's carry the key-invalid
         reason and the retry delay in ``error.details``."""
         hdrs = {"content-type": "application/json", **self.headers()}
+        url, body = self.stream_url(req.model), orjson.dumps(self.body(req))
+        if req.wire is not None:
+            req.wire.on_request("POST", url, hdrs, body)
         try:
             async with asyncio.timeout(deadline.first_token):
-                resp = await self.session.post(self.stream_url(req.model), data=orjson.dumps(self.body(req)),
-                                               headers=hdrs)
+                resp = await self.session.post(url, data=body, headers=hdrs)
         except TimeoutError:
             raise Timeout(f"{self.name}: no response headers in time", provider=self.name) from None
         except (aiohttp.ClientError, OSError) as e:
             raise UpstreamUnavailable(f"{self.name}: cannot reach upstream ({type(e).__name__})",
                                       provider=self.name) from None
+        if req.wire is not None:
+            req.wire.on_response(resp.status, resp.headers)
         if resp.status >= 400:
             try:
                 body = await resp.content.read(MAX_ERROR_BODY)
@@ -85,11 +89,14 @@ class GeminiProvider:
                 body = b""
             finally:
                 resp.release()
+            if req.wire is not None:
+                req.wire.on_data(body)
             raise http_error(resp.status, body, parse_retry_after(resp.headers.get("retry-after")), self.name)
         return resp
 
     def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
-        return relay(self._open(req, deadline), JsonSSE(ChunkAdapter(req, req.model), self.name), deadline, self.name)
+        return relay(self._open(req, deadline), JsonSSE(ChunkAdapter(req, req.model), self.name), deadline,
+                     self.name, req.wire)
 
     async def list_models(self) -> list[ModelInfo]:
         if self.settings.models:

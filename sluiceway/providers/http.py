@@ -12,7 +12,7 @@ import time
 import aiohttp
 import orjson
 
-from ..core import Deadlines, SluicewayError, Timeout, UpstreamUnavailable, error_from_status
+from ..core import Deadlines, SluicewayError, Timeout, UpstreamUnavailable, WireTrace, error_from_status
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -73,10 +73,12 @@ def error_message(body: bytes) -> str:
     return body.decode("utf-8", "replace")[:2000]
 
 
-async def raise_for_status(resp: aiohttp.ClientResponse, provider: str) -> None:
+async def raise_for_status(resp: aiohttp.ClientResponse, provider: str, trace: WireTrace | None = None) -> None:
     if resp.status < 400:
         return
     body = await resp.content.read(MAX_ERROR_BODY)
+    if trace is not None:
+        trace.on_data(body)
     msg = error_message(body)
     raise error_from_status(resp.status, f"{provider}: {msg}",
                             retry_after=parse_retry_after(resp.headers.get("retry-after")),
@@ -139,10 +141,15 @@ class DeadlineReader:
 
 async def open_stream(session: aiohttp.ClientSession, url: str, *, provider: str, deadline: Deadlines,
                       json: object = None, data: bytes | None = None, headers: dict | None = None,
-                      params: dict | None = None, method: str = "POST") -> aiohttp.ClientResponse:
-    """Send the request and wait for response headers, mapping failures to typed errors."""
+                      params: dict | None = None, method: str = "POST",
+                      trace: WireTrace | None = None) -> aiohttp.ClientResponse:
+    """Send the request and wait for response headers, mapping failures to typed errors.
+    ``trace`` (the request's ``wire``) records the exchange for the debug trace."""
     body = orjson.dumps(json) if json is not None else data
     hdrs = {"content-type": "application/json", **(headers or {})}
+    if trace is not None:
+        shown = f"{url}?{'&'.join(f'{k}={v}' for k, v in params.items())}" if params else str(url)
+        trace.on_request(method, shown, hdrs, body)
     try:
         async with asyncio.timeout(deadline.first_token):
             resp = await session.request(method, url, data=body, headers=hdrs, params=params)
@@ -154,8 +161,10 @@ async def open_stream(session: aiohttp.ClientSession, url: str, *, provider: str
     except (aiohttp.ClientError, OSError) as e:
         raise UpstreamUnavailable(f"{provider}: upstream request failed: {type(e).__name__}",
                                   provider=provider) from None
+    if trace is not None:
+        trace.on_response(resp.status, resp.headers)
     try:
-        await raise_for_status(resp, provider)
+        await raise_for_status(resp, provider, trace)
     except SluicewayError:
         resp.release()
         raise

@@ -210,9 +210,9 @@ class OllamaProvider:
 
     def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
         opening = open_stream(self.session, f"{self.base_url}/api/chat", provider=self.name,
-                              deadline=deadline, json=self.body(req), headers=self.headers())
+                              deadline=deadline, json=self.body(req), headers=self.headers(), trace=req.wire)
         # done:true is the last line
-        return relay(opening, JsonLines(ChunkAdapter(req), self.name), deadline, self.name)
+        return relay(opening, JsonLines(ChunkAdapter(req), self.name), deadline, self.name, req.wire)
 
     async def list_models(self) -> list[ModelInfo]:
         if self.settings.models:

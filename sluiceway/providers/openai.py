@@ -73,8 +73,9 @@ class OpenAIProvider:
 
     def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
         opening = open_stream(self.session, self.chat_url(req), provider=self.name, deadline=deadline,
-                              json=self.body(req), headers=self.headers(), params=self.settings.query or None)
-        return relay(opening, JsonSSE(ChunkAdapter(req), self.name), deadline, self.name)
+                              json=self.body(req), headers=self.headers(), params=self.settings.query or None,
+                              trace=req.wire)
+        return relay(opening, JsonSSE(ChunkAdapter(req), self.name), deadline, self.name, req.wire)
 
     async def list_models(self) -> list[ModelInfo]:
         if self.settings.models:

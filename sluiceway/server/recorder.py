@@ -8,8 +8,9 @@ and the debug trace.
 
 The trace holds the upstream request as the provider layer sees it (the
 canonical request, the deployment, and the provider's settings with every
-secret redacted) and the canonical event log of the response: the raw
-upstream bytes are not reachable through the provider contract.
+secret redacted), the raw HTTP exchange with the upstream as sent and as
+received (``wire``: credentials redacted, body capped; recorded through the
+request's ``WireTrace``), and the canonical event log of the response.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import asyncio
 import logging
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 import orjson
 
-from ..core import Accumulator, ChatRequest, Event
+from ..core import Accumulator, ChatRequest, Event, WireTrace
 from ..core.tokens import estimate_tokens
 from ..store import Store
 
@@ -53,7 +54,10 @@ def request_trace(req: ChatRequest, opened: Any) -> dict[str, Any]:
     return {"provider": getattr(provider, "name", None), "kind": getattr(provider, "kind", None),
             "upstream_model": getattr(dep, "model", None), "settings": redact(dumped),
             "attempts": list(getattr(opened, "attempts", []) or []),
-            "request": orjson.loads(orjson.dumps(asdict(req), default=str))}
+            # orjson serialises the (slotted) dataclasses itself; wire is reported below, not copied
+            "request": orjson.loads(orjson.dumps({f.name: getattr(req, f.name) for f in fields(req)
+                                                  if f.name != "wire"}, default=str)),
+            "wire": req.wire.to_json() if req.wire is not None else None}
 
 
 class Recorder:
@@ -65,6 +69,8 @@ class Recorder:
         self.interval = checkpoint_interval
         self.trace = trace
         self.opened: Any = None  # set by the run's opener: which deployment answered
+        if trace and req.wire is None:
+            req.wire = WireTrace()  # the providers record the raw exchange into it
         self.t0 = time.monotonic()
         self.t_first: float | None = None
         self.acc = Accumulator()
