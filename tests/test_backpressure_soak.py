@@ -184,3 +184,40 @@ def test_soak_many_streams_random_disconnects_leak_nothing(upstream, make_server
         time.sleep(0.1)
     # at most the gateway's idle keep-alive pool to the upstream remains
     assert fd_count() <= fds_before + 110, (fds_before, fd_count())
+
+
+def test_stalled_reader_of_a_run_stream_is_dropped_and_the_run_still_completes(upstream, gateway_process):
+    """Session-chat streams come from the run hub, not SSEResponse: the same
+    stall policy holds there, and (runs.disconnect: continue) the answer is
+    still generated and saved in full."""
+    proc, port = gateway_process
+    upstream.add("bp-run", big_answer(30))
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    s.connect(("127.0.0.1", port))
+    body = json.dumps({"message": "x", "model": "up/bp-run"}).encode()
+    s.sendall(b"POST /chat/stream HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+              b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    head = s.recv(4096)
+    session_id = next(line.split(b": ", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"x-session-id"))
+    time.sleep(4)  # stall well past stall_timeout (1.5 s)
+    s.settimeout(10)
+    received = 0
+    while True:  # what was already buffered drains, then the server has closed the connection
+        data = s.recv(1 << 20)
+        if not data:
+            break
+        received += len(data)
+    s.close()
+    assert received < 30_000_000, "the stalled client was not dropped"
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msgs = httpx.get(f"http://127.0.0.1:{port}/sessions/{session_id}/messages").json()
+        items = msgs["data"] if isinstance(msgs, dict) else msgs
+        if items[-1]["status"] != "streaming":
+            break
+        time.sleep(0.2)
+    assert items[-1]["status"] == "complete" and len(items[-1]["text"]) == 30 * 10 * 100 * 1000

@@ -40,7 +40,6 @@ from ..core import (
     fold,
 )
 from ..engine.hub import Hub, MemoryRunLog
-from ..protocols import sse
 from ..store import Store
 from ..store.responses import fail_responses, unfinished_responses
 from .auth import admit, authenticate
@@ -48,7 +47,7 @@ from .openai_routes import error_response, internal_error
 from .recorder import Recorder
 from .requests import read_json
 from .state import AppState
-from .streaming import ClientGone, Receive, Scope, Send, until_disconnect
+from .streaming import ClientGone, RunSSE, until_disconnect
 
 log = logging.getLogger("sluiceway.chat")
 JSON = "application/json"
@@ -245,33 +244,17 @@ async def start_chat(request: Request) -> Started:
 
 
 # ---------------------------------------------------------------- streaming
-class RunStream:
+def _frame_entries(entries: list[tuple[int, bytes]]) -> bytes:
+    """Our own SSE framing: ``id: <n>`` + ``data: <canonical event JSON>``, ready-made from the log."""
+    return b"".join(b"id: %d\ndata: %s\n\n" % e for e in entries)
+
+
+def RunStream(hub: Hub, run_id: str, after: int, *, keepalive: float, stall_timeout: float = 60.0,
+              first: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None,
+              on_disconnect: Callable[[], Awaitable[Any]] | None = None) -> RunSSE:
     """SSE of one run's log from ``after``: replay, then the live tail."""
-
-    def __init__(self, hub: Hub, run_id: str, after: int, *, keepalive: float, first: bytes = b"",
-                 headers: list[tuple[bytes, bytes]] | None = None,
-                 on_disconnect: Callable[[], Awaitable[Any]] | None = None) -> None:
-        self.hub, self.run_id, self.after = hub, run_id, after
-        self.keepalive = keepalive
-        self.first = first
-        self.headers = sse.HEADERS + (headers or [])
-        self.on_disconnect = on_disconnect
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-        try:
-            await until_disconnect(receive, self._pump(send))
-        except (ClientGone, OSError):
-            if self.on_disconnect is not None:
-                await self.on_disconnect()
-
-    async def _pump(self, send: Send) -> None:
-        if self.first:
-            await send({"type": "http.response.body", "body": self.first, "more_body": True})
-        async for entries in self.hub.read(self.run_id, self.after, heartbeat=self.keepalive or None):
-            body = b"".join(b"id: %d\ndata: %s\n\n" % e for e in entries) if entries else sse.KEEPALIVE
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return RunSSE(hub, run_id, _frame_entries, after=after, first=first, keepalive=keepalive,
+                  stall_timeout=stall_timeout, headers=headers, on_disconnect=on_disconnect)
 
 
 def _id_headers(s: Started) -> list[tuple[bytes, bytes]]:
@@ -297,7 +280,7 @@ async def chat_stream(request: Request) -> Any:
             await hub.stop(started.run_id, "disconnect")
 
     first = b"event: run\ndata: " + orjson.dumps(started.ids()) + b"\n\n"
-    return RunStream(hub, started.run_id, 0, keepalive=state.keepalive, first=first,
+    return RunStream(hub, started.run_id, 0, keepalive=state.keepalive, stall_timeout=state.stall_timeout, first=first,
                      headers=_id_headers(started), on_disconnect=left)
 
 
@@ -356,7 +339,7 @@ async def run_stream(request: Request) -> Any:
                            "read the stored message instead", code="run_not_found")
     except SluicewayError as e:
         return error_response(e)
-    return RunStream(hub, run_id, after, keepalive=state.keepalive, headers=[(b"x-run-id", run_id.encode())])
+    return RunStream(hub, run_id, after, keepalive=state.keepalive, stall_timeout=state.stall_timeout, headers=[(b"x-run-id", run_id.encode())])
 
 
 @handles_errors

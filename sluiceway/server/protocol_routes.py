@@ -44,7 +44,7 @@ from ..core import (
     fold,
 )
 from ..engine.hub import Hub, decode_event
-from ..protocols import ai_sdk_ui, anthropic_messages, openai_responses, plain_sse, sse
+from ..protocols import ai_sdk_ui, anthropic_messages, openai_responses, plain_sse
 from ..protocols import openai_chat as chat
 from ..store import Store
 from ..store.responses import delete_response, get_response, save_response
@@ -53,7 +53,7 @@ from .observe import StreamObserver, Taps
 from .openai_routes import CLIENT_GONE, JSON, error_response, internal_error
 from .requests import deadline_overrides, read_json
 from .state import AppState
-from .streaming import ClientGone, Encoder, Receive, Scope, Send, SSEResponse, until_disconnect
+from .streaming import ClientGone, Encoder, RunSSE, SSEResponse, until_disconnect
 
 log = logging.getLogger("sluiceway.server")
 
@@ -199,45 +199,15 @@ async def start_run(rs: RunStart, run_id: str, saver: Any = None, meta: dict[str
     return None
 
 
-class RunReplay:
-    """One run's log, from its start, through a fresh protocol encoder: the
-    replay, then the live tail. ``on_disconnect`` runs if the client leaves
-    first, ``on_delivered`` once it has had the whole answer."""
-
-    def __init__(self, hub: Hub, run_id: str, encoder: Encoder, *, keepalive: float,
-                 headers: list[tuple[bytes, bytes]] | None = None,
-                 on_disconnect: Callable[[], Awaitable[Any]] | None = None,
-                 on_delivered: Callable[[], Awaitable[Any]] | None = None) -> None:
-        self.hub, self.run_id, self.encoder, self.keepalive = hub, run_id, encoder, keepalive
-        self.headers = sse.HEADERS + (headers or [])
-        self.on_disconnect, self.on_delivered = on_disconnect, on_delivered
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-        try:
-            await until_disconnect(receive, self._pump(send))
-        except (ClientGone, OSError):
-            await self._call(self.on_disconnect)
-            return
-        await self._call(self.on_delivered)
-
-    async def _call(self, hook: Callable[[], Awaitable[Any]] | None) -> None:
-        if hook is None:
-            return
-        try:
-            await hook()
-        except Exception:
-            log.exception("run %s: stream hook failed", self.run_id)
-
-    async def _pump(self, send: Send) -> None:
-        enc = self.encoder
-        async for entries in self.hub.read(self.run_id, 0, heartbeat=self.keepalive or None):
-            body = enc.feed([decode_event(p) for _, p in entries]) if entries else sse.KEEPALIVE
-            if body:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            if enc.done:
-                break
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+def RunReplay(hub: Hub, run_id: str, encoder: Encoder, *, keepalive: float, stall_timeout: float = 60.0,
+              headers: list[tuple[bytes, bytes]] | None = None,
+              on_disconnect: Callable[[], Awaitable[Any]] | None = None,
+              on_delivered: Callable[[], Awaitable[Any]] | None = None) -> RunSSE:
+    """One run's log, from its start, through a fresh protocol encoder: every
+    reader gets the protocol's own frames, numbered the same way."""
+    return RunSSE(hub, run_id, lambda entries: encoder.feed([decode_event(p) for _, p in entries]),
+                  keepalive=keepalive, stall_timeout=stall_timeout, headers=headers,
+                  finished=lambda: encoder.done, on_disconnect=on_disconnect, on_delivered=on_delivered)
 
 
 def _hub(state: AppState) -> tuple[Store, Hub]:
@@ -284,7 +254,7 @@ async def ui_run(rs: RunStart) -> Any:
         if alias is not None:  # the client has it all: a later resume gets 204
             await hub.log.drop_alias(alias, run_id)
 
-    return RunReplay(hub, run_id, _ui_encoder(run_id), keepalive=rs.state.keepalive,
+    return RunReplay(hub, run_id, _ui_encoder(run_id), keepalive=rs.state.keepalive, stall_timeout=rs.state.stall_timeout,
                      headers=list(ai_sdk_ui.HEADERS), on_disconnect=left, on_delivered=delivered)
 
 
@@ -309,7 +279,7 @@ async def ui_resume(request: Request) -> Any:
     async def delivered() -> None:
         await hub.log.drop_alias(alias, run_id)
 
-    return RunReplay(hub, run_id, _ui_encoder(run_id), keepalive=state.keepalive,
+    return RunReplay(hub, run_id, _ui_encoder(run_id), keepalive=state.keepalive, stall_timeout=state.stall_timeout,
                      headers=list(ai_sdk_ui.HEADERS), on_delivered=delivered)
 
 
@@ -393,7 +363,7 @@ async def responses_run(rs: RunStart) -> Any:
         if not background:  # OpenAI: only background responses outlive their stream
             await hub.stop(rid, "disconnect")
 
-    return RunReplay(hub, rid, _responses_encoder(rid, created, shell), keepalive=state.keepalive,
+    return RunReplay(hub, rid, _responses_encoder(rid, created, shell), keepalive=state.keepalive, stall_timeout=state.stall_timeout,
                      on_disconnect=left)
 
 
@@ -455,7 +425,8 @@ async def response_get(request: Request) -> Any:
                          "streamed through a run); retrieve it without stream=true", param="stream")
     shell = openai_responses.ResponseShell.from_response(resp)
     enc = _responses_encoder(rid, resp["created_at"], shell, skip_through=after)
-    return RunReplay(hub, rid, enc, keepalive=request.app.state.sluiceway.keepalive)
+    return RunReplay(hub, rid, enc, keepalive=request.app.state.sluiceway.keepalive,
+                     stall_timeout=request.app.state.sluiceway.stall_timeout)
 
 
 @_responses_errors

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from ..core import Error, Event, SluicewayError
+from ..engine.hub import Hub
 from ..engine.router import Opened
 from ..protocols import sse
 
@@ -177,3 +178,68 @@ class SSEResponse:
                 await asyncio.sleep(min(wait, stall) if stall > 0 else wait)
                 continue
             await self._write(send, sse.KEEPALIVE, loop)
+
+
+def stall_guarded(send: Send, timeout: float) -> Send:
+    """``send`` that gives up on a client which accepts nothing for ``timeout``
+    seconds (ClientGone), for the paths without ``SSEResponse``'s watchdog."""
+    if timeout <= 0:
+        return send
+
+    async def guarded(message: dict[str, Any]) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await send(message)
+        except TimeoutError:
+            log.warning("client stopped reading for %.0fs; dropped", timeout)
+            raise ClientGone() from None
+
+    return guarded
+
+
+class RunSSE:
+    """One hub run's log over SSE: the entries after ``after`` (replay), then
+    the live tail, each read rendered to bytes by ``render``. Ends when the
+    log ends or ``finished()`` says the rendering is complete.
+    ``on_disconnect`` runs if the client leaves first, ``on_delivered`` once
+    it has had the whole answer."""
+
+    def __init__(self, hub: Hub, run_id: str, render: Callable[[list[tuple[int, bytes]]], bytes], *,
+                 after: int = 0, first: bytes = b"", keepalive: float, stall_timeout: float = 60.0,
+                 headers: list[tuple[bytes, bytes]] | None = None,
+                 finished: Callable[[], bool] | None = None,
+                 on_disconnect: Callable[[], Awaitable[Any]] | None = None,
+                 on_delivered: Callable[[], Awaitable[Any]] | None = None) -> None:
+        self.hub, self.run_id, self.render, self.after, self.first = hub, run_id, render, after, first
+        self.keepalive, self.stall_timeout = keepalive, stall_timeout
+        self.headers = sse.HEADERS + (headers or [])
+        self.finished = finished
+        self.on_disconnect, self.on_delivered = on_disconnect, on_delivered
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        try:
+            await until_disconnect(receive, self._pump(stall_guarded(send, self.stall_timeout)))
+        except (ClientGone, OSError):
+            await self._call(self.on_disconnect)
+            return
+        await self._call(self.on_delivered)
+
+    async def _call(self, hook: Callable[[], Awaitable[Any]] | None) -> None:
+        if hook is None:
+            return
+        try:
+            await hook()
+        except Exception:
+            log.exception("run %s: stream hook failed", self.run_id)
+
+    async def _pump(self, send: Send) -> None:
+        if self.first:
+            await send({"type": "http.response.body", "body": self.first, "more_body": True})
+        async for entries in self.hub.read(self.run_id, self.after, heartbeat=self.keepalive or None):
+            body = self.render(entries) if entries else sse.KEEPALIVE
+            if body:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            if self.finished is not None and self.finished():
+                break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
