@@ -44,9 +44,20 @@ def serve(args: argparse.Namespace) -> int:
     names = ", ".join(sorted(gateway.router.routes)) or "(none)"
     print(f"sluiceway: chat UI at http://{host}:{port}/  ·  OpenAI base URL http://{host}:{port}/v1", flush=True)
     print(f"sluiceway: models: {names}; providers: {', '.join(gateway.providers)}", flush=True)
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+            # Start winding runs down at the signal, not after uvicorn's drain:
+            # clients attached to a run see it end within runs.shutdown_grace
+            # instead of holding the drain for its whole timeout.
+            hub = getattr(app.state.sluiceway, "hub", None)
+            stopping = asyncio.ensure_future(hub.stop_runs()) if hub is not None else None
+            await super().shutdown(sockets)
+            if stopping is not None:
+                await stopping
+
     # log_config=None: uvicorn's loggers go through our handler (request ids, JSON)
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log,
-                timeout_graceful_shutdown=10, lifespan="on", log_config=None)
+    Server(uvicorn.Config(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log,
+                          timeout_graceful_shutdown=10, lifespan="on", log_config=None)).run()
     return 0
 
 

@@ -54,3 +54,46 @@ def test_sigterm_saves_active_runs_as_interrupted(upstream, tmp_path):
             ("user", "complete", "hi"), ("assistant", "interrupted", "said before SIGTERM")]
     finally:
         srv.kill()
+
+
+def test_sigterm_with_a_client_still_attached_ends_its_stream_within_the_grace(upstream, tmp_path):
+    """uvicorn drains open connections before the app's shutdown runs; a
+    client watching a run must not hold that drain for its whole timeout."""
+    model = f"term-att-{uuid.uuid4().hex[:8]}"
+    upstream.add(model, [sse(chat_chunk({"role": "assistant", "content": ""})),
+                         sse(chat_chunk({"content": "still "})), sse(chat_chunk({"content": "watching"})), HANG])
+    config = tmp_path / "sluiceway.yaml"
+    config.write_text(yaml.safe_dump({
+        "embedded": False,
+        "providers": {"up": {"kind": "openai", "base_url": f"{upstream.url}/v1", "api_key": "sk-x"}},
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path}/term.db", "checkpoint_interval": 60},
+        "runs": {"shutdown_grace": 0.5},
+    }))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    port = free_port()
+    srv = Proc(config, port, env)
+    try:
+        with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "hi", "model": f"up/{model}"},
+                          timeout=20) as resp:
+            lines = resp.iter_lines()
+            seen = ""
+            for line in lines:  # until both words have arrived
+                seen += line
+                if "watching" in seen:
+                    break
+            t0 = time.monotonic()
+            os.kill(srv.p.pid, signal.SIGTERM)
+            rest = list(lines)  # the stream ends by itself: the run was interrupted
+            ended_in = time.monotonic() - t0
+        assert srv.p.wait(15) in (0, -signal.SIGTERM)
+        assert time.monotonic() - t0 < 5, "shutdown sat out uvicorn's drain timeout"
+        assert ended_in < 5
+        assert any('"finish"' in ln or '"abort"' in ln or '"error"' in ln for ln in rest), rest[-3:]
+    finally:
+        srv.kill()
+    srv = Proc(config, port, env)
+    try:
+        stored = messages(srv, resp.headers["x-session-id"])
+        assert [(m["status"], m["text"]) for m in stored][1] == ("interrupted", "still watching")
+    finally:
+        srv.kill()

@@ -315,8 +315,15 @@ class Hub:
             run.task.cancel()
 
     async def aclose(self) -> None:
-        """Graceful shutdown: let active runs finish for ``shutdown_grace``
-        seconds, then stop the rest (each is saved as interrupted)."""
+        """Graceful shutdown: ``stop_runs``, then close the run log."""
+        await self.stop_runs()
+        await self.log.aclose()
+
+    async def stop_runs(self) -> None:
+        """Let active runs finish for ``shutdown_grace`` seconds, then stop the
+        rest (each is saved as interrupted). Safe to call more than once: the
+        server calls it as soon as shutdown begins, so streams attached to
+        runs end instead of holding the HTTP server's drain."""
         for t in self._chores:
             t.cancel()
         active = [r for r in self.runs.values() if not r.done.is_set()]
@@ -328,7 +335,6 @@ class Hub:
         pending = [r.task for r in self.runs.values() if r.task is not None]
         if pending:
             await asyncio.wait(pending, timeout=10)
-        await self.log.aclose()
 
     @staticmethod
     def _tell(run: Run, terminal: list[Event]) -> None:
