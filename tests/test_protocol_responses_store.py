@@ -323,3 +323,51 @@ def test_stored_responses_belong_to_the_key_that_made_them(upstream, make_server
         with pytest.raises(openai.NotFoundError):
             other.responses.delete(rid)
         assert mine.responses.retrieve(rid).status == "completed"  # still there
+
+
+def test_input_items_list_the_expanded_conversation_with_paging(upstream, client):
+    first = model(upstream, chat_text_stream(["Hi Ada."]))
+    second = model(upstream, chat_text_stream(["Ada."]))
+    r1 = client.responses.create(model=f"up/{first}", input="My name is Ada")
+    r2 = client.responses.create(model=f"up/{second}", input="What is my name?", previous_response_id=r1.id)
+    items = client.responses.input_items.list(r2.id, order="asc")
+    texts = [getattr(it, "content", None) for it in items.data]
+    assert len(items.data) == 3 and texts[0] is not None
+    assert [it.role for it in items.data] == ["user", "assistant", "user"]
+    assert len({it.id for it in items.data}) == 3
+    newest = client.responses.input_items.list(r2.id, limit=1)  # desc by default: the newest first
+    assert newest.has_more and newest.data[0].id == items.data[-1].id
+    after = client.responses.input_items.list(r2.id, order="asc", after=items.data[0].id)
+    assert [it.id for it in after.data] == [it.id for it in items.data[1:]] and not after.has_more
+    with pytest.raises(openai.BadRequestError):
+        client.responses.input_items.list(r2.id, limit=500)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list("resp_nope")
+
+
+def test_stored_responses_past_retention_are_pruned_at_startup(make_server, tmp_path):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from sluiceway.store import Store
+    from sluiceway.store.responses import ResponseRow, save_response
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/old.db"
+
+    async def store_two() -> None:
+        store = await Store.open(url)
+        base = {"object": "response", "created_at": 1, "model": "m", "output": [], "error": None}
+        await save_response(store, {**base, "id": "resp_old", "status": "completed"}, input=[])
+        await save_response(store, {**base, "id": "resp_new", "status": "completed"}, input=[])
+        async with store.tx() as s:
+            await s.execute(update(ResponseRow).where(ResponseRow.id == "resp_old")
+                            .values(updated_at=datetime(2020, 1, 1, tzinfo=UTC)))
+        await store.close()
+
+    asyncio.run(store_two())
+    srv = make_server(store={"url": url, "response_retention_days": 30})
+    with sdk(srv) as client:
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve("resp_old")
+        assert client.responses.retrieve("resp_new").id == "resp_new"

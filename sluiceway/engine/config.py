@@ -94,6 +94,7 @@ class StoreConfig(BaseModel):
     url: str = "sqlite+aiosqlite:///./sluiceway.db"
     traces: bool = True  # keep a debug trace per assistant message
     trace_retention_days: float = 7.0  # traces older than this are pruned at startup; 0 = keep forever
+    response_retention_days: float = 30.0  # stored /v1/responses, likewise (OpenAI keeps them 30 days)
     checkpoint_interval: float = 1.0  # seconds between saves of a streaming answer's partial text
     max_message_chars: int = 200_000
 

@@ -41,7 +41,7 @@ from ..core import (
 )
 from ..engine.hub import Hub, MemoryRunLog
 from ..store import Store
-from ..store.responses import fail_responses, unfinished_responses
+from ..store.responses import fail_responses, prune_responses, unfinished_responses
 from .auth import admit, authenticate
 from .openai_routes import error_response, internal_error
 from .recorder import Recorder
@@ -80,6 +80,10 @@ async def startup(state: AppState) -> None:
             keep = timedelta(days=cfg.store.trace_retention_days)
             await store.prune_traces(keep)
             hub.every(3600, lambda: store.prune_traces(keep))
+        if cfg.store.response_retention_days > 0:
+            keep_responses = timedelta(days=cfg.store.response_retention_days)
+            await prune_responses(store, keep_responses)
+            hub.every(3600, lambda: prune_responses(store, keep_responses))
     except BaseException:
         await hub.aclose()
         await store.close()

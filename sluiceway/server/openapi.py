@@ -346,6 +346,13 @@ def _paths() -> J:
             "Cancel a background Response (saved cancelled with what it had streamed)", "openai",
             {"200": ok({"type": "object"}), **errors("OpenAIError", 400, 401, 404)},
             params=[path_param("response_id", RESP_ID)], op_id="cancelResponse")},
+        "/v1/responses/{response_id}/input_items": {"get": op(
+            "The input items a stored Response answered, as a paged list", "openai",
+            {"200": ok(obj({"object": {"const": "list"}, "data": {"type": "array"}, "first_id": s(), "last_id": s(),
+                            "has_more": BOOL})), **errors("OpenAIError", 400, 401, 404)},
+            params=[path_param("response_id", RESP_ID), query("limit", i(minimum=1, maximum=100)),
+                    query("order", s(enum=["asc", "desc"])), query("after", s(), "An item id")],
+            op_id="listResponseInputItems")},
         "/v1/messages": {"post": op(
             "Anthropic Messages (streams when `stream` is true)", "anthropic",
             {"200": ok({"type": "object"}, stream=True), **anthropic_err},

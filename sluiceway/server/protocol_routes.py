@@ -430,6 +430,41 @@ async def response_get(request: Request) -> Any:
 
 
 @_responses_errors
+async def response_input_items(request: Request) -> Response:
+    """``GET /v1/responses/{id}/input_items``: the input items the response
+    answered (the conversation as expanded through ``previous_response_id``),
+    as OpenAI's paged list: ``limit`` (1–100, default 20), ``order`` (``desc``
+    by default) and ``after`` (an item id)."""
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise BadRequest("limit must be an integer from 1 to 100", param="limit")
+    order = q.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be asc or desc", param="order")
+    _, _, rid, row = await _stored(request)
+    items = [item if isinstance(item, dict) and item.get("id") else
+             {**(item if isinstance(item, dict) else {"type": "message", "content": item}), "id": f"{rid}_in{i}"}
+             for i, item in enumerate(row["input"] or [])]
+    if order == "desc":
+        items.reverse()
+    after = q.get("after")
+    if after is not None:
+        ids = [it["id"] for it in items]
+        if after not in ids:
+            raise BadRequest(f"no input item {after!r} in response {rid!r}", param="after")
+        items = items[ids.index(after) + 1:]
+    page = items[:limit]
+    return Response(orjson.dumps({"object": "list", "data": page,
+                                  "first_id": page[0]["id"] if page else None,
+                                  "last_id": page[-1]["id"] if page else None,
+                                  "has_more": len(items) > limit}), media_type=JSON)
+
+
+@_responses_errors
 async def response_delete(request: Request) -> Response:
     store, hub, rid, _ = await _stored(request)
     if rid in hub.runs or await hub.log.is_live(rid):
@@ -536,6 +571,7 @@ def routes() -> list[Route]:
         Route("/v1/responses/{response_id}", response_get, methods=["GET"]),
         Route("/v1/responses/{response_id}", response_delete, methods=["DELETE"]),
         Route("/v1/responses/{response_id}/cancel", response_cancel, methods=["POST"]),
+        Route("/v1/responses/{response_id}/input_items", response_input_items, methods=["GET"]),
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/api/chat", ui_chat, methods=["POST"]),

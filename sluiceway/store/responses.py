@@ -91,3 +91,11 @@ async def fail_responses(store: Store, ids: list[str], message: str) -> int:
             row.updated_at = now()
             n += 1
     return n
+
+
+async def prune_responses(store: Store, older_than: timedelta) -> int:
+    """Delete finished stored responses last updated before ``older_than`` ago."""
+    async with store.tx() as s:
+        res = await s.execute(delete(ResponseRow).where(ResponseRow.updated_at < now() - older_than,
+                                                        ResponseRow.status.not_in(UNFINISHED)))
+        return res.rowcount
