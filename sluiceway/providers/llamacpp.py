@@ -8,14 +8,12 @@ after every token, so generation stops within a token.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import logging
 import os
 import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,7 +28,7 @@ from ..core import (
     UpstreamError,
 )
 from .base import ModelInfo
-from .local import threaded_stream
+from .local import LocalWorker
 
 log = logging.getLogger("sluiceway.llamacpp")
 
@@ -86,10 +84,7 @@ class LlamaCppProvider:
         self.name = name
         self.settings = settings
         self._path = Path(settings.model_path).expanduser() if settings.model_path else None
-        self._llm: Any = None
-        self._load_lock = asyncio.Lock()
-        self._turn = asyncio.Lock()  # one generation at a time, FIFO
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
+        self._worker = LocalWorker(f"llama-{name}")
 
     @property
     def path(self) -> Path:
@@ -112,14 +107,9 @@ class LlamaCppProvider:
         return llm
 
     async def model(self) -> Any:
-        if self._llm is None:
-            async with self._load_lock:
-                if self._llm is None:
-                    if not self.path.exists():
-                        raise UpstreamError(f"{self.name}: model file {self.path} does not exist")
-                    loop = asyncio.get_running_loop()
-                    self._llm = await loop.run_in_executor(self._pool, self._load)
-        return self._llm
+        if self._worker.loaded is None and not self.path.exists():
+            raise UpstreamError(f"{self.name}: model file {self.path} does not exist")
+        return await self._worker.load(self._load)
 
     def _check(self, req: ChatRequest) -> None:
         if req.model not in (self.model_id, "default", self.path.stem):
@@ -182,14 +172,12 @@ class LlamaCppProvider:
         self._check(req)
         llm = await self.model()
         cancel = threading.Event()
-        async for out in threaded_stream(lambda emit: self._generate(llm, req, emit, cancel), cancel.set,
-                                         turn=self._turn, pool=self._pool, deadline=deadline, name=self.name,
-                                         model_id=self.model_id):
+        async for out in self._worker.stream(lambda emit: self._generate(llm, req, emit, cancel), cancel.set,
+                                             deadline=deadline, name=self.name, model_id=self.model_id):
             yield out
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(self.model_id, owned_by=self.name)]
 
     async def aclose(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._llm = None
+        self._worker.close()

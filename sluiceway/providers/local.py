@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from ..core import Deadlines, Event, EventBuilder, FinishReason, SluicewayError, Timeout, Usage
@@ -75,3 +75,30 @@ async def threaded_stream(generate: Callable[[Emit], None], cancel: Callable[[],
             cancel()
             # shielded so a second cancel cannot leave the context in use
             await asyncio.shield(job)
+
+
+class LocalWorker:
+    """What a local-model provider owns: one worker thread, the FIFO turn
+    lock, and the model, loaded once on that thread at first use."""
+
+    def __init__(self, thread_name: str) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+        self.turn = asyncio.Lock()  # one generation at a time, FIFO
+        self._load_lock = asyncio.Lock()
+        self.loaded: Any = None
+
+    async def load(self, load: Callable[[], Any]) -> Any:
+        if self.loaded is None:
+            async with self._load_lock:
+                if self.loaded is None:
+                    self.loaded = await asyncio.get_running_loop().run_in_executor(self.pool, load)
+        return self.loaded
+
+    def stream(self, generate: Callable[[Emit], None], cancel: Callable[[], None], *, deadline: Deadlines,
+               name: str, model_id: str) -> AsyncIterator[list[Event]]:
+        return threaded_stream(generate, cancel, turn=self.turn, pool=self.pool, deadline=deadline, name=name,
+                               model_id=model_id)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.loaded = None

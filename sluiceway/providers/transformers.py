@@ -16,12 +16,10 @@ torch and transformers are imported lazily, on first use; the pure parts
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,7 +35,7 @@ from ..core import (
     UpstreamError,
 )
 from .base import ModelInfo
-from .local import threaded_stream
+from .local import LocalWorker
 
 log = logging.getLogger("sluiceway.transformers")
 
@@ -118,10 +116,7 @@ class TransformersProvider:
         self.settings = settings
         self.path = Path(settings.model_path).expanduser()
         self.model_id = settings.model_id or self.path.name
-        self._loaded: tuple[Any, Any] | None = None
-        self._load_lock = asyncio.Lock()
-        self._turn = asyncio.Lock()  # one generation at a time, FIFO
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hf-{name}")
+        self._worker = LocalWorker(f"hf-{name}")
 
     def _load(self) -> tuple[Any, Any]:
         try:
@@ -142,14 +137,9 @@ class TransformersProvider:
         return tok, model
 
     async def model(self) -> tuple[Any, Any]:
-        if self._loaded is None:
-            async with self._load_lock:
-                if self._loaded is None:
-                    if not self.path.is_dir():
-                        raise UpstreamError(f"{self.name}: model directory {self.path} does not exist")
-                    loop = asyncio.get_running_loop()
-                    self._loaded = await loop.run_in_executor(self._pool, self._load)
-        return self._loaded
+        if self._worker.loaded is None and not self.path.is_dir():
+            raise UpstreamError(f"{self.name}: model directory {self.path} does not exist")
+        return await self._worker.load(self._load)
 
     def _check(self, req: ChatRequest) -> None:
         if req.model not in (self.model_id, "default"):
@@ -208,14 +198,12 @@ class TransformersProvider:
         messages_to_chat(req)  # refuse non-text input before loading anything
         tok, model = await self.model()
         flag = CancelFlag()
-        async for out in threaded_stream(lambda emit: self._generate(tok, model, req, emit, flag), flag.set,
-                                         turn=self._turn, pool=self._pool, deadline=deadline, name=self.name,
-                                         model_id=self.model_id):
+        async for out in self._worker.stream(lambda emit: self._generate(tok, model, req, emit, flag), flag.set,
+                                             deadline=deadline, name=self.name, model_id=self.model_id):
             yield out
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(self.model_id, owned_by=self.name)]
 
     async def aclose(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._loaded = None
+        self._worker.close()
