@@ -17,10 +17,12 @@ from .test_sessions_chat import messages, no_env_store_overrides, read_sse  # no
 from .upstream import HANG, chat_chunk, free_port, sse
 
 
-def test_sigterm_saves_active_runs_as_interrupted(upstream, tmp_path):
-    model = f"term-{uuid.uuid4().hex[:8]}"
+def hanging_server(upstream, tmp_path, prefix: str, words: tuple[str, str]):
+    """A ``sluiceway serve`` process whose upstream says two words and hangs;
+    runs get 0.5 s of grace at shutdown and no checkpoint can fire meanwhile."""
+    model = f"{prefix}-{uuid.uuid4().hex[:8]}"
     upstream.add(model, [sse(chat_chunk({"role": "assistant", "content": ""})),
-                         sse(chat_chunk({"content": "said before "})), sse(chat_chunk({"content": "SIGTERM"})), HANG])
+                         sse(chat_chunk({"content": words[0]})), sse(chat_chunk({"content": words[1]})), HANG])
     config = tmp_path / "sluiceway.yaml"
     config.write_text(yaml.safe_dump({
         "embedded": False,
@@ -30,7 +32,11 @@ def test_sigterm_saves_active_runs_as_interrupted(upstream, tmp_path):
         "runs": {"shutdown_grace": 0.5},
     }))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    port = free_port()
+    return model, config, env, free_port()
+
+
+def test_sigterm_saves_active_runs_as_interrupted(upstream, tmp_path):
+    model, config, env, port = hanging_server(upstream, tmp_path, "term", ("said before ", "SIGTERM"))
     srv = Proc(config, port, env)
     try:
         with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "hi", "model": f"up/{model}"},
@@ -59,18 +65,7 @@ def test_sigterm_saves_active_runs_as_interrupted(upstream, tmp_path):
 def test_sigterm_with_a_client_still_attached_ends_its_stream_within_the_grace(upstream, tmp_path):
     """uvicorn drains open connections before the app's shutdown runs; a
     client watching a run must not hold that drain for its whole timeout."""
-    model = f"term-att-{uuid.uuid4().hex[:8]}"
-    upstream.add(model, [sse(chat_chunk({"role": "assistant", "content": ""})),
-                         sse(chat_chunk({"content": "still "})), sse(chat_chunk({"content": "watching"})), HANG])
-    config = tmp_path / "sluiceway.yaml"
-    config.write_text(yaml.safe_dump({
-        "embedded": False,
-        "providers": {"up": {"kind": "openai", "base_url": f"{upstream.url}/v1", "api_key": "sk-x"}},
-        "store": {"url": f"sqlite+aiosqlite:///{tmp_path}/term.db", "checkpoint_interval": 60},
-        "runs": {"shutdown_grace": 0.5},
-    }))
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    port = free_port()
+    model, config, env, port = hanging_server(upstream, tmp_path, "term-att", ("still ", "watching"))
     srv = Proc(config, port, env)
     try:
         with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "hi", "model": f"up/{model}"},
