@@ -73,6 +73,11 @@ class Grant:
         self.auth, self.key, self.lease, self.holds, self.counts = auth, key, lease, holds, counts
         self._counted = self._ended = False
 
+    @property
+    def inert(self) -> bool:
+        """Nothing to count and no slot to free: a stream need not call it."""
+        return not (self.holds or self.counts)
+
     def batch(self, events: list[Event]) -> None:
         if self.counts and events and events[-1].type == "finish":
             self.count(events[-1].usage)  # type: ignore[union-attr]

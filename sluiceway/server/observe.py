@@ -90,6 +90,13 @@ class Taps:
     def __init__(self, *taps) -> None:
         self.taps = [t for t in taps if t is not None]
 
+    @classmethod
+    def of(cls, *taps):
+        """The taps that do something, behind one; a lone tap is returned as
+        is, so the common stream (no limited key) pays no fan-out per batch."""
+        live = [t for t in taps if t is not None and not getattr(t, "inert", False)]
+        return live[0] if len(live) == 1 else cls(*live)
+
     def batch(self, events: list[Event]) -> None:
         for t in self.taps:
             t.batch(events)

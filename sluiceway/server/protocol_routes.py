@@ -128,7 +128,7 @@ async def serve(request: Request, proto: Protocol) -> Response | SSEResponse | R
     if proto.complete is None or proto.wants_stream(body):
         return SSEResponse(opened, proto.encoder(request, body, req), keepalive=state.keepalive,
                            headers=list(proto.headers), stall_timeout=state.stall_timeout,
-                           tap=Taps(observer, grant))
+                           tap=Taps.of(observer, grant))
     outcome = "complete"
     try:
         completion = await until_disconnect(request.receive, fold(opened.batches()))
