@@ -8,9 +8,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# llama-cpp-python builds llama.cpp from source the first time (~10 min on 2 cores); pip caches the wheel.
-CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
-  .venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
+# llama.cpp, compiled once per machine as a portable build (never -march=native: see llama-wheel.sh),
+# installed before the package so that pip finds the requirement satisfied and builds nothing itself.
+bash scripts/llama-wheel.sh .venv
+.venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
 # The web UI's browser libraries (marked, DOMPurify, highlight.js), pinned by sluiceway/web/package-lock.json.
 if [ -f sluiceway/web/node_modules/.package-lock.json ] \
   && [ sluiceway/web/node_modules/.package-lock.json -nt sluiceway/web/package-lock.json ]; then
