@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 import yaml
 from dotenv import load_dotenv
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from ..core import Deadlines
 from .resilience import ResilienceConfig
+from .strict import Strict, explain
 
 ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_CONFIG = "sluiceway.yaml"
@@ -28,7 +29,7 @@ class ConfigError(ValueError):
     pass
 
 
-class Timeouts(BaseModel):
+class Timeouts(Strict):
     connect: float | None = 10.0
     first_token: float | None = 120.0
     idle: float | None = 60.0
@@ -38,7 +39,7 @@ class Timeouts(BaseModel):
         return Deadlines(self.connect, self.first_token, self.idle, self.total)
 
 
-class DeploymentConfig(BaseModel):
+class DeploymentConfig(Strict):
     provider: str
     model: str
     weight: float = 1.0
@@ -46,16 +47,21 @@ class DeploymentConfig(BaseModel):
     timeouts: Timeouts | None = None
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(Strict):
     deployments: list[DeploymentConfig]
-    strategy: str = "priority"  # priority | weighted | least-busy (see engine/router.py)
+    strategy: Literal["priority", "weighted", "least-busy"] = "priority"  # see engine/router.py
     retries: int | None = None  # overrides resilience.retries for this alias
     midstream_failover: bool = False  # continue on the next deployment after a mid-stream failure
 
     @classmethod
     def parse(cls, alias: str, value: Any) -> ModelConfig:
+        return cls.model_validate(cls.normalize(alias, value))
+
+    @staticmethod
+    def normalize(alias: str, value: Any) -> Any:
         """Accept ``alias: provider/model``, a list of those or of deployment
-        objects, or the full ``{deployments: [...], strategy: ...}`` form."""
+        objects, or the full ``{deployments: [...], strategy: ...}`` form;
+        returns the full form, unvalidated (pydantic then names bad keys by path)."""
         def dep(v: Any) -> dict[str, Any]:
             if isinstance(v, str):
                 provider, sep, model = v.partition("/")
@@ -64,15 +70,17 @@ class ModelConfig(BaseModel):
                 return {"provider": provider, "model": model}
             return v
         if isinstance(value, str):
-            return cls(deployments=[dep(value)])
+            return {"deployments": [dep(value)]}
         if isinstance(value, list):
-            return cls(deployments=[dep(v) for v in value])
+            return {"deployments": [dep(v) for v in value]}
         if isinstance(value, dict) and "deployments" not in value:
-            return cls(deployments=[dep(value)])
-        return cls.model_validate({**value, "deployments": [dep(v) for v in value.get("deployments", [])]})
+            return {"deployments": [dep(value)]}
+        if isinstance(value, dict) and isinstance(value["deployments"], list):
+            return {**value, "deployments": [dep(v) for v in value["deployments"]]}
+        return value
 
 
-class ServerConfig(BaseModel):
+class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: list[str] = Field(default_factory=list)
@@ -88,7 +96,7 @@ class ServerConfig(BaseModel):
         return [k for k in v if k]
 
 
-class StoreConfig(BaseModel):
+class StoreConfig(Strict):
     """The conversation store. ``DATABASE_URL`` overrides ``url``."""
 
     url: str = "sqlite+aiosqlite:///./sluiceway.db"
@@ -99,7 +107,7 @@ class StoreConfig(BaseModel):
     max_message_chars: int = 200_000
 
 
-class RunsConfig(BaseModel):
+class RunsConfig(Strict):
     """Chat runs (server-owned generations). ``REDIS_URL`` overrides ``redis_url``."""
 
     disconnect: Literal["continue", "cancel"] = "continue"  # what a client leaving does to its run
@@ -109,14 +117,14 @@ class RunsConfig(BaseModel):
     live_ttl: float = 15.0  # with Redis: a dead replica's runs count as orphaned this long after its last heartbeat
 
 
-class TelemetryConfig(BaseModel):
+class TelemetryConfig(Strict):
     """OpenTelemetry traces (needs the ``otel`` extra). ``OTEL_EXPORTER_OTLP_ENDPOINT`` also enables them."""
 
     otlp_endpoint: str | None = None
     service_name: str = "sluiceway"
 
 
-class Config(BaseModel):
+class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     runs: RunsConfig = Field(default_factory=RunsConfig)
@@ -128,13 +136,14 @@ class Config(BaseModel):
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     path: Path | None = Field(default=None, exclude=True)
+    text: str | None = Field(default=None, exclude=True, repr=False)  # the file as read, for error line numbers
 
     @field_validator("models", mode="before")
     @classmethod
     def _models(cls, v: Any) -> Any:
         if not isinstance(v, dict):
             return v
-        return {alias: ModelConfig.parse(alias, spec) for alias, spec in v.items()}
+        return {alias: ModelConfig.normalize(alias, spec) for alias, spec in v.items()}
 
 
 def expand_env(value: Any) -> Any:
@@ -162,8 +171,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         if explicit:
             raise ConfigError(f"config file {p} does not exist")
         return Config()
+    text = p.read_text()
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: invalid YAML: {e}") from None
     if not isinstance(raw, dict):
@@ -172,9 +182,12 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         cfg = Config.model_validate(expand_env(raw))
     except ConfigError:
         raise
+    except ValidationError as e:
+        raise ConfigError(explain(e, Config, source=p, text=text)) from None
     except ValueError as e:
         raise ConfigError(f"{p}: {e}") from None
     cfg.path = p
+    cfg.text = text
     return cfg
 
 

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from ..providers import ModelInfo, Provider, provider_class
+from ..providers.worker import WorkerProvider
 from .config import Config, ConfigError, ModelConfig
 from .metrics import Metrics
 from .router import Router
+from .strict import did_you_mean, explain, explain_unknown, known_keys
 
 log = logging.getLogger("sluiceway")
 
@@ -29,18 +31,29 @@ class ListedModel:
     created: int
 
 
-def build_provider(name: str, settings: dict) -> Provider:
+def build_provider(name: str, settings: dict, config: Config | None = None) -> Provider:
     settings = dict(settings)
+    source = config.path if config else None
+    text = config.text if config else None
     kind = settings.pop("kind", None) or name
     try:
         cls = provider_class(kind)
     except ValueError as e:
-        raise ConfigError(f"providers.{name}: {e}") from None
+        raise ConfigError(f"{source}: providers.{name}: {e}" if source else f"providers.{name}: {e}") from None
     settings.pop("timeouts", None)
+    # Unknown keys are errors: a dropped ``baseurl`` once sent an API key to the default host.
+    known = {*known_keys(cls.Settings), "kind", "timeouts"}
+    for key in settings:
+        if key not in known:
+            raise ConfigError(explain_unknown(source, text, ("providers", name, key), did_you_mean(key, known),
+                                              f"a {kind} provider takes: {', '.join(sorted(known))}"))
     try:
-        return cls(name, cls.Settings.model_validate(settings))  # type: ignore[call-arg]
+        validated = cls.Settings.model_validate(settings)
     except ValidationError as e:
-        raise ConfigError(f"providers.{name}: {e}") from None
+        raise ConfigError(explain(e, cls.Settings, source=source, text=text, prefix=("providers", name))) from None
+    if getattr(cls, "runs_in_worker", False):  # native inference: a crash must not take the gateway down
+        return WorkerProvider(cls, name, validated)
+    return cls(name, validated)  # type: ignore[call-arg]
 
 
 class Gateway:
@@ -55,7 +68,7 @@ class Gateway:
             models.setdefault(EMBEDDED_ALIAS, ModelConfig.parse(EMBEDDED_ALIAS, f"{EMBEDDED_PROVIDER}/{EMBEDDED_MODEL}"))
             if default_model is None and not config.providers:
                 default_model = EMBEDDED_ALIAS
-        self.providers: dict[str, Provider] = {n: build_provider(n, s) for n, s in specs.items()}
+        self.providers: dict[str, Provider] = {n: build_provider(n, s, config) for n, s in specs.items()}
         self.metrics = Metrics()
         try:
             self.router = Router(self.providers, models, config.timeouts, default_model,
@@ -85,6 +98,10 @@ class Gateway:
             out.extend(ListedModel(f"{name}/{m.id}", name, m.owned_by or name, m.created) for m in infos)
         self._models_cache = (now, out)
         return out
+
+    def health(self) -> dict[str, dict]:
+        """Providers that can be unhealthy on their own (local model workers)."""
+        return {n: p.health() for n, p in self.providers.items() if isinstance(p, WorkerProvider)}
 
     async def aclose(self) -> None:
         for p in self.providers.values():

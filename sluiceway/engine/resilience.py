@@ -6,10 +6,12 @@ import random
 import time
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from .strict import Strict
 
 
-class ResilienceConfig(BaseModel):
+class ResilienceConfig(Strict):
     retries: int = Field(1, ge=0, description="Extra attempts on the same deployment for retryable errors")
     backoff_base: float = Field(0.25, ge=0, description="First backoff in seconds; doubles per attempt")
     backoff_max: float = Field(8.0, ge=0, description="Cap on one backoff")

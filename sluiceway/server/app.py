@@ -55,7 +55,12 @@ class RequestId:
 
 
 async def healthz(request: Request) -> Response:
-    return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
+    """Liveness: 200 while this process serves. A local model worker that is
+    crash-looping makes it "degraded" and says why, per provider."""
+    providers = request.app.state.sluiceway.gateway.health()
+    bad = any(p["status"] == "unhealthy" for p in providers.values())
+    body = {"status": "degraded" if bad else "ok", "providers": providers}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 async def metrics(request: Request) -> Response:
