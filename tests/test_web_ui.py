@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sluiceway.server.app import create_app
@@ -480,6 +481,18 @@ def test_embedded_model_smoke(open_page, tmp_path):
         wait_status(page, "complete", timeout=150000)
         assert last_reply(page).locator(".content").inner_text().strip()
         shot(page, "13-embedded")
+    finally:
+        srv.stop()
+
+
+def test_the_model_picker_starts_on_the_configured_default(open_page, upstream, tmp_path):
+    srv = ServerThread(create_app(_config(upstream, tmp_path / "default.db", default_model="up/ui-quick"))).start()
+    try:
+        listed = httpx.get(f"{srv.url}/v1/models").json()["data"]
+        assert [m["id"] for m in listed if m["default"]] == ["up/ui-quick"]
+        assert listed[0]["id"] != "up/ui-quick"  # so "the first one" would be wrong
+        page = open_page(srv)
+        expect(page.locator("#model")).to_have_value("up/ui-quick")
     finally:
         srv.stop()
 

@@ -33,9 +33,10 @@ def internal_error() -> SluicewayError:
     return SluicewayError("internal server error; see the server log", code="internal_error")
 
 
-def _model_obj(id: str, owned_by: str, created: int, provider: str) -> dict:
+def _model_obj(id: str, owned_by: str, created: int, provider: str, default: str | None) -> dict:
+    # "default": true marks the model that requests naming no model (or "default") get
     return {"id": id, "object": "model", "created": created or int(time.time()), "owned_by": owned_by,
-            "provider": provider}
+            "provider": provider, "default": id == default}
 
 
 async def list_models(request: Request) -> Response:
@@ -45,7 +46,8 @@ async def list_models(request: Request) -> Response:
     except SluicewayError as e:
         return error_response(e)
     models = await state.gateway.list_models(refresh=request.query_params.get("refresh") == "true")
-    data = [_model_obj(m.id, m.owned_by, m.created, m.provider) for m in models if principal.allows(m.id)]
+    default = state.gateway.router.default_model
+    data = [_model_obj(m.id, m.owned_by, m.created, m.provider, default) for m in models if principal.allows(m.id)]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON)
 
 
@@ -56,7 +58,8 @@ async def get_model(request: Request) -> Response:
         wanted = request.path_params["model"]
         for m in await state.gateway.list_models():
             if m.id == wanted and principal.allows(m.id):  # a key sees only the models it may use
-                return Response(orjson.dumps(_model_obj(m.id, m.owned_by, m.created, m.provider)), media_type=JSON)
+                return Response(orjson.dumps(_model_obj(m.id, m.owned_by, m.created, m.provider,
+                                                         state.gateway.router.default_model)), media_type=JSON)
         raise NotFound(f"The model {wanted!r} does not exist", code="model_not_found", param="model")
     except SluicewayError as e:
         return error_response(e)

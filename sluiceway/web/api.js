@@ -40,12 +40,14 @@ async function failure(resp) {
   return new ApiError(message, resp.status, code);
 }
 
-/** [{id, provider, ownedBy}] from GET /v1/models. */
+/** [{id, provider, ownedBy, isDefault}] from GET /v1/models. */
 export async function listModels() {
   const resp = await fetch(url("v1/models"), { headers: withAuth({ accept: "application/json" }) });
   if (!resp.ok) throw await failure(resp);
   const body = await resp.json();
-  return (body.data || []).map((m) => ({ id: m.id, provider: m.provider || m.owned_by, ownedBy: m.owned_by }));
+  return (body.data || []).map((m) => ({
+    id: m.id, provider: m.provider || m.owned_by, ownedBy: m.owned_by, isDefault: m.default === true,
+  }));
 }
 
 /** Chat Completions messages from the UI's conversation. */

@@ -68,7 +68,9 @@ async function loadModels() {
 function pickModel(wanted) {
   const ids = state.models.map((m) => m.id);
   if (wanted && ids.includes(wanted)) return wanted;
-  return ids[0] || "";
+  // the server's configured default model, not merely the first one listed
+  const preferred = state.models.find((m) => m.isDefault);
+  return preferred ? preferred.id : ids[0] || "";
 }
 
 // ------------------------------------------------------------------ settings
