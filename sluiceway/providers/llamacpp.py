@@ -79,6 +79,7 @@ def _messages(req: ChatRequest) -> list[dict[str, Any]]:
 class LlamaCppProvider:
     kind: ClassVar[str] = "llamacpp"
     Settings: ClassVar[type[BaseModel]] = LlamaCppSettings
+    runs_in_worker: ClassVar[bool] = True  # served through providers/worker.py, in a child process
 
     def __init__(self, name: str, settings: LlamaCppSettings) -> None:
         self.name = name

@@ -110,6 +110,7 @@ class TransformersSettings(BaseModel):
 class TransformersProvider:
     kind: ClassVar[str] = "transformers"
     Settings: ClassVar[type[BaseModel]] = TransformersSettings
+    runs_in_worker: ClassVar[bool] = True  # served through providers/worker.py, in a child process
 
     def __init__(self, name: str, settings: TransformersSettings) -> None:
         self.name = name
