@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -58,7 +59,17 @@ def build_provider(name: str, settings: dict, config: Config | None = None) -> P
 
 class Gateway:
     def __init__(self, config: Config) -> None:
-        self.config = config
+        self.metrics = Metrics()
+        self.providers: dict[str, Provider] = {}
+        self._specs: dict[str, dict] = {}
+        self.reload(config)
+
+    def reload(self, config: Config) -> list[Provider]:
+        """Apply ``config``'s providers and routes, at startup and at runtime
+        (engine/settings): a provider whose settings are unchanged keeps its
+        instance, and streams already open keep the instance they hold.
+        Returns the replaced and removed providers, for the caller to close
+        once their streams have ended."""
         specs = dict(config.providers)
         models = dict(config.models)
         default_model = config.default_model
@@ -68,14 +79,19 @@ class Gateway:
             models.setdefault(EMBEDDED_ALIAS, ModelConfig.parse(EMBEDDED_ALIAS, f"{EMBEDDED_PROVIDER}/{EMBEDDED_MODEL}"))
             if default_model is None and not config.providers:
                 default_model = EMBEDDED_ALIAS
-        self.providers: dict[str, Provider] = {n: build_provider(n, s, config) for n, s in specs.items()}
-        self.metrics = Metrics()
+        providers: dict[str, Provider] = {
+            n: self.providers[n] if n in self.providers and self._specs.get(n) == s else build_provider(n, s, config)
+            for n, s in specs.items()}
         try:
-            self.router = Router(self.providers, models, config.timeouts, default_model,
-                                 resilience=config.resilience, metrics=self.metrics)
+            router = Router(providers, models, config.timeouts, default_model,
+                            resilience=config.resilience, metrics=self.metrics)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        retired = [p for n, p in self.providers.items() if providers.get(n) is not p]
+        self.config, self.providers, self.router = config, providers, router
+        self._specs = copy.deepcopy(specs)
         self._models_cache: tuple[float, list[ListedModel]] | None = None
+        return retired
 
     async def list_models(self, *, refresh: bool = False, ttl: float = 60.0) -> list[ListedModel]:
         """Aliases first, then every provider's upstream models as provider/model."""
