@@ -22,6 +22,7 @@ log = logging.getLogger("sluiceway")
 EMBEDDED_PROVIDER = "local"
 EMBEDDED_ALIAS = "smollm2"
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+FORM_KEYS = ("display_name", "default_model")  # provider keys kept for the settings UI (engine/settings)
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,6 +43,8 @@ def build_provider(name: str, settings: dict, config: Config | None = None) -> P
     except ValueError as e:
         raise ConfigError(f"{source}: providers.{name}: {e}" if source else f"providers.{name}: {e}") from None
     settings.pop("timeouts", None)
+    for key in FORM_KEYS:  # what the settings form shows about an instance; not the adapter's business
+        settings.pop(key, None)
     # Unknown keys are errors: a dropped ``baseurl`` once sent an API key to the default host.
     known = {*known_keys(cls.Settings), "kind", "timeouts"}
     for key in settings:
