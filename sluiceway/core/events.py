@@ -102,6 +102,7 @@ class ToolInputStart:
     type: ClassVar[str] = "tool-input-start"
     call_id: str
     name: str
+    server: str | None = None  # who runs it when the gateway does (agents): "builtin", "python", an MCP server
 
 
 @dataclass(slots=True)
@@ -125,6 +126,7 @@ class ToolCall:
     call_id: str
     name: str
     arguments: str
+    server: str | None = None  # as on ToolInputStart
 
 
 @dataclass(slots=True)
@@ -136,6 +138,8 @@ class ToolResult:
     name: str
     output: str
     is_error: bool = False
+    server: str | None = None  # as on ToolInputStart
+    elapsed: float | None = None  # seconds the tool ran
 
 
 @dataclass(slots=True)
