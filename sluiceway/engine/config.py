@@ -18,6 +18,7 @@ from dotenv import load_dotenv
 from pydantic import Field, ValidationError, field_validator
 
 from ..core import Deadlines
+from .agents.config import AgentConfig, MCPServerConfig
 from .resilience import ResilienceConfig
 from .strict import Strict, explain
 
@@ -135,6 +136,8 @@ class Config(Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    mcp_servers: dict[str, MCPServerConfig] = Field(default_factory=dict)  # tool sources for agents
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)  # served as agent/<name> (engine/agents)
     path: Path | None = Field(default=None, exclude=True)
     text: str | None = Field(default=None, exclude=True, repr=False)  # the file as read, for error line numbers
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from ..providers import ModelInfo, Provider, provider_class
 from ..providers.worker import WorkerProvider
 from .config import Config, ConfigError, ModelConfig
+from .agents.provider import attach as attach_agents
 from .metrics import Metrics
 from .router import Router
 from .strict import did_you_mean, explain, explain_unknown, known_keys
@@ -86,6 +87,7 @@ class Gateway:
             n: self.providers[n] if n in self.providers and self._specs.get(n) == s else build_provider(n, s, config)
             for n, s in specs.items()}
         try:
+        attach_agents(self, config, providers)  # agent/<name>: steps call back through self.router
             router = Router(providers, models, config.timeouts, default_model,
                             resilience=config.resilience, metrics=self.metrics)
         except ValueError as e:
