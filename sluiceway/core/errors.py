@@ -5,6 +5,7 @@ protocol's own error shape using ``status`` and ``code``."""
 from __future__ import annotations
 
 from .events import Error
+from .secrets import scrub
 
 
 class SluicewayError(Exception):
@@ -14,6 +15,7 @@ class SluicewayError(Exception):
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
                  param: str | None = None, provider: str | None = None) -> None:
+        message = scrub(message)  # an upstream may echo the key it was sent
         super().__init__(message)
         self.message = message
         if status is not None:

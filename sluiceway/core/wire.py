@@ -14,6 +14,8 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .secrets import scrub_obj
+
 SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|signature|credential|password", re.I)
 SECRET_PARAM = re.compile(r"key|token|secret|signature|sig|password|credential", re.I)
 REDACTED = "[redacted]"
@@ -54,11 +56,11 @@ class WireTrace:
         """A new attempt (retry or fallback) replaces the last: the trace shows
         the exchange that answered; the request part lists earlier attempts."""
         self.status, self.headers, self._body, self._size, self.truncated = None, {}, [], 0, False
-        self.request = {"method": method, "url": redact_url(str(url)), "headers": redact_headers(headers),
-                        "body": _text(body) if body else None}
+        self.request = scrub_obj({"method": method, "url": redact_url(str(url)), "headers": redact_headers(headers),
+                                  "body": _text(body) if body else None})
 
     def on_response(self, status: int, headers: Any) -> None:
-        self.status, self.headers = status, redact_headers(headers)
+        self.status, self.headers = status, scrub_obj(redact_headers(headers))
 
     def on_data(self, data: bytes) -> None:
         room = self.limit - self._size
@@ -74,4 +76,4 @@ class WireTrace:
     def to_json(self) -> dict[str, Any]:
         return {"request": self.request,
                 "response": {"status": self.status, "headers": self.headers,
-                             "body": _text(b"".join(self._body)), "truncated": self.truncated}}
+                             "body": scrub_obj(_text(b"".join(self._body))), "truncated": self.truncated}}

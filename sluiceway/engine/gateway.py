@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from ..core.secrets import SECRETS, install_log_scrubber, secret_values
 from ..providers import ModelInfo, Provider, provider_class
 from ..providers.worker import WorkerProvider
-from .config import Config, ConfigError, ModelConfig
 from .agents.provider import attach as attach_agents
+from .config import Config, ConfigError, ModelConfig
 from .metrics import Metrics
 from .router import Router
 from .strict import did_you_mean, explain, explain_unknown, known_keys
@@ -86,12 +87,16 @@ class Gateway:
         providers: dict[str, Provider] = {
             n: self.providers[n] if n in self.providers and self._specs.get(n) == s else build_provider(n, s, config)
             for n, s in specs.items()}
-        try:
         attach_agents(self, config, providers)  # agent/<name>: steps call back through self.router
+        try:
             router = Router(providers, models, config.timeouts, default_model,
                             resilience=config.resilience, metrics=self.metrics)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        for p in providers.values():  # redaction by value: traces, errors, logs, the store
+            SECRETS.add(secret_values(p.settings))
+        SECRETS.add([*config.server.api_keys, config.server.admin_key or ""])
+        install_log_scrubber()
         retired = [p for n, p in self.providers.items() if providers.get(n) is not p]
         self.config, self.providers, self.router = config, providers, router
         self._specs = copy.deepcopy(specs)
