@@ -8,15 +8,14 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, ClassVar
 
-import aiohttp
-import orjson
 from pydantic import BaseModel, Field, SecretStr
 
 from ..core import ChatRequest, Deadlines, Event
 from .anthropic_wire import THINKING_BUDGETS, EventAdapter, request_body
 from .base import ModelInfo
 from .frames import JsonSSE, relay
-from .http import new_session, open_stream
+from .http import open_stream
+from .remote import RemoteProvider
 
 
 class AnthropicSettings(BaseModel):
@@ -33,21 +32,14 @@ class AnthropicSettings(BaseModel):
     models: list[str] = Field(default_factory=list, description="Models to list instead of asking GET /v1/models")
 
 
-class AnthropicProvider:
+class AnthropicProvider(RemoteProvider):
     kind: ClassVar[str] = "anthropic"
     Settings: ClassVar[type[BaseModel]] = AnthropicSettings
+    settings: AnthropicSettings
 
     def __init__(self, name: str, settings: AnthropicSettings) -> None:
-        self.name = name
-        self.settings = settings
+        super().__init__(name, settings)
         self.base_url = settings.base_url.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session()
-        return self._session
 
     def headers(self) -> dict[str, str]:
         s = self.settings
@@ -71,17 +63,11 @@ class AnthropicProvider:
         # message_stop is the end: the rest of the body is just the close
         return relay(opening, JsonSSE(EventAdapter(req), self.name), deadline, self.name, req.wire)
 
-    async def list_models(self) -> list[ModelInfo]:
-        if self.settings.models:
-            return [ModelInfo(m, owned_by=self.name) for m in self.settings.models]
+    async def fetch_models(self) -> list[ModelInfo]:
         out: list[ModelInfo] = []
         params: dict[str, str] = {"limit": "1000"}
         for _page in range(20):
-            async with self.session.get(f"{self.base_url}/v1/models", headers=self.headers(), params=params,
-                                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                if resp.status >= 400:
-                    return out
-                doc = orjson.loads(await resp.read())
+            doc = await self.get_json(f"{self.base_url}/v1/models", headers=self.headers(), params=params)
             if not isinstance(doc, dict):
                 break
             for m in doc.get("data") or ():
@@ -91,10 +77,6 @@ class AnthropicProvider:
                 break
             params = {"limit": "1000", "after_id": str(doc["last_id"])}
         return out
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 def _created(m: dict[str, Any]) -> int:

@@ -51,7 +51,8 @@ from ..core import (
 from ..core.tokens import prompt_chars
 from .base import ModelInfo
 from .frames import relay
-from .http import new_session, open_stream
+from .http import open_stream, status_error
+from .remote import RemoteProvider
 
 log = logging.getLogger("sluiceway.providers.bedrock")
 
@@ -388,22 +389,22 @@ class BedrockSettings(BaseModel):
                                                                "list foundation models")
 
 
-class BedrockProvider:
+def http_error(status: int, body: bytes, retry_after: float | None, provider: str) -> SluicewayError:
+    """An error response before the stream. 424 is ModelErrorException: the
+    model failed, not the request, so another deployment may do."""
+    err = status_error(status, body, retry_after, provider)
+    return UpstreamError(err.message, provider=provider) if status == 424 else err
+
+
+class BedrockProvider(RemoteProvider):
     kind: ClassVar[str] = "bedrock"
     Settings: ClassVar[type[BaseModel]] = BedrockSettings
+    settings: BedrockSettings
 
     def __init__(self, name: str, settings: BedrockSettings) -> None:
-        self.name = name
-        self.settings = settings
+        super().__init__(name, settings)
         self.endpoint = (settings.endpoint_url or f"https://bedrock-runtime.{settings.region}.amazonaws.com").rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
         self._chain: Any = None  # credentials from the chain, resolved once (they refresh themselves)
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session()
-        return self._session
 
     async def credentials(self) -> ReadOnlyCredentials:
         s = self.settings
@@ -444,31 +445,14 @@ class BedrockProvider:
         url = self.url(req.model)
         headers = await self.signed("POST", url, body, headers={
             "content-type": "application/json", "accept": "application/vnd.amazon.eventstream"})
-        try:
-            resp = await open_stream(self.session, URL(url, encoded=True), provider=self.name,  # type: ignore[arg-type]
-                                     deadline=deadline, data=body, headers=headers, trace=req.wire)
-        except BadRequest as e:
-            if e.status != 424:
-                raise
-            # 424 is ModelErrorException: the model failed, not the request, so another deployment may do
-            raise UpstreamError(e.message, provider=self.name) from None
-        return resp
+        return await open_stream(self.session, URL(url, encoded=True), provider=self.name,  # type: ignore[arg-type]
+                                 deadline=deadline, data=body, headers=headers, trace=req.wire, error=http_error)
 
-    async def list_models(self) -> list[ModelInfo]:
-        if self.settings.models:
-            return [ModelInfo(m, owned_by=self.name) for m in self.settings.models]
+    async def fetch_models(self) -> list[ModelInfo]:
         base = (self.settings.control_endpoint_url or f"https://bedrock.{self.settings.region}.amazonaws.com")
         url = f"{base.rstrip('/')}/foundation-models?byOutputModality=TEXT"
         headers = await self.signed("GET", url, None)
-        async with self.session.get(URL(url, encoded=True), headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            if resp.status >= 400:
-                return []
-            doc = orjson.loads(await resp.read())
+        doc = await self.get_json(URL(url, encoded=True), headers=headers)
         summaries = doc.get("modelSummaries", []) if isinstance(doc, dict) else []
         return [ModelInfo(str(m["modelId"]), owned_by=str(m.get("providerName") or "bedrock"))
                 for m in summaries if isinstance(m, dict) and m.get("modelId")]
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()

@@ -8,6 +8,7 @@ import asyncio
 import email.utils
 import os
 import time
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -73,16 +74,32 @@ def error_message(body: bytes) -> str:
     return body.decode("utf-8", "replace")[:2000]
 
 
-async def raise_for_status(resp: aiohttp.ClientResponse, provider: str, trace: WireTrace | None = None) -> None:
+ErrorHook = Callable[[int, bytes, float | None, str], SluicewayError]
+"""(status, error body, Retry-After seconds, provider name) → the typed error."""
+
+
+def status_error(status: int, body: bytes, retry_after: float | None, provider: str) -> SluicewayError:
+    """The default hook: the status decides the error class, the body gives the message."""
+    return error_from_status(status, f"{provider}: {error_message(body)}", retry_after=retry_after,
+                             provider=provider)
+
+
+async def raise_for_status(resp: aiohttp.ClientResponse, provider: str, trace: WireTrace | None = None,
+                           error: ErrorHook = status_error) -> None:
+    """Raise the typed error of an error response (releasing it). ``error`` is
+    the adapter's hook for vendors whose error bodies say more than the status
+    (Gemini's key-invalid reason and retry delay, Bedrock's 424)."""
     if resp.status < 400:
         return
-    body = await resp.content.read(MAX_ERROR_BODY)
+    try:
+        body = await resp.content.read(MAX_ERROR_BODY)
+    except (aiohttp.ClientError, OSError):
+        body = b""  # the status alone still says what went wrong
+    finally:
+        resp.release()
     if trace is not None:
         trace.on_data(body)
-    msg = error_message(body)
-    raise error_from_status(resp.status, f"{provider}: {msg}",
-                            retry_after=parse_retry_after(resp.headers.get("retry-after")),
-                            provider=provider)
+    raise error(resp.status, body, parse_retry_after(resp.headers.get("retry-after")), provider)
 
 
 class DeadlineReader:
@@ -142,9 +159,10 @@ class DeadlineReader:
 async def open_stream(session: aiohttp.ClientSession, url: str, *, provider: str, deadline: Deadlines,
                       json: object = None, data: bytes | None = None, headers: dict | None = None,
                       params: dict | None = None, method: str = "POST",
-                      trace: WireTrace | None = None) -> aiohttp.ClientResponse:
-    """Send the request and wait for response headers, mapping failures to typed errors.
-    ``trace`` (the request's ``wire``) records the exchange for the debug trace."""
+                      trace: WireTrace | None = None, error: ErrorHook = status_error) -> aiohttp.ClientResponse:
+    """Send the request and wait for response headers, mapping failures to typed errors
+    (an error status through ``error``). ``trace`` (the request's ``wire``) records the
+    exchange for the debug trace."""
     body = orjson.dumps(json) if json is not None else data
     hdrs = {"content-type": "application/json", **(headers or {})}
     if trace is not None:
@@ -163,9 +181,5 @@ async def open_stream(session: aiohttp.ClientSession, url: str, *, provider: str
                                   provider=provider) from None
     if trace is not None:
         trace.on_response(resp.status, resp.headers)
-    try:
-        await raise_for_status(resp, provider, trace)
-    except SluicewayError:
-        resp.release()
-        raise
+    await raise_for_status(resp, provider, trace, error)
     return resp

@@ -12,7 +12,6 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import aiohttp
 import orjson
 from pydantic import BaseModel, Field, SecretStr
 
@@ -34,7 +33,8 @@ from ..core import (
 from ..core.tokens import prompt_chars
 from .base import ModelInfo
 from .frames import JsonLines, relay
-from .http import new_session, open_stream
+from .http import open_stream
+from .remote import RemoteProvider
 
 DONE_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
@@ -182,21 +182,14 @@ class OllamaSettings(BaseModel):
     models: list[str] = Field(default_factory=list, description="Models to list instead of asking /api/tags")
 
 
-class OllamaProvider:
+class OllamaProvider(RemoteProvider):
     kind: ClassVar[str] = "ollama"
     Settings: ClassVar[type[BaseModel]] = OllamaSettings
+    settings: OllamaSettings
 
     def __init__(self, name: str, settings: OllamaSettings) -> None:
-        self.name = name
-        self.settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(name, settings)
         self.base_url = settings.base_url.rstrip("/").removesuffix("/api")
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session()
-        return self._session
 
     def headers(self) -> dict[str, str]:
         h = dict(self.settings.headers)
@@ -214,18 +207,8 @@ class OllamaProvider:
         # done:true is the last line
         return relay(opening, JsonLines(ChunkAdapter(req), self.name), deadline, self.name, req.wire)
 
-    async def list_models(self) -> list[ModelInfo]:
-        if self.settings.models:
-            return [ModelInfo(m, owned_by=self.name) for m in self.settings.models]
-        async with self.session.get(f"{self.base_url}/api/tags", headers=self.headers(),
-                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            if resp.status >= 400:
-                return []
-            doc = orjson.loads(await resp.read())
+    async def fetch_models(self) -> list[ModelInfo]:
+        doc = await self.get_json(f"{self.base_url}/api/tags", headers=self.headers())
         models = doc.get("models", []) if isinstance(doc, dict) else []
         return [ModelInfo(str(m.get("model") or m.get("name")), owned_by=self.name)
                 for m in models if isinstance(m, dict) and (m.get("model") or m.get("name"))]
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()

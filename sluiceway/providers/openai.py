@@ -6,15 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import aiohttp
-import orjson
 from pydantic import BaseModel, Field, SecretStr
 
 from ..core import ChatRequest, Deadlines, Event
 from .base import ModelInfo
 from .frames import JsonSSE, relay
-from .http import new_session, open_stream
+from .http import open_stream
 from .openai_wire import ChunkAdapter, request_body
+from .remote import RemoteProvider
 
 
 class OpenAISettings(BaseModel):
@@ -29,23 +28,16 @@ class OpenAISettings(BaseModel):
     auth_header: str = Field("authorization", description="Header carrying the key (Azure: api-key)")
 
 
-class OpenAIProvider:
+class OpenAIProvider(RemoteProvider):
     kind: ClassVar[str] = "openai"
     Settings: ClassVar[type[BaseModel]] = OpenAISettings
+    settings: OpenAISettings
 
     def __init__(self, name: str, settings: OpenAISettings) -> None:
-        self.name = name
-        self.settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(name, settings)
         self.base_url = settings.base_url.rstrip("/")
         self._max_tokens_field = settings.max_tokens_field or (
             "max_completion_tokens" if "api.openai.com" in self.base_url else "max_tokens")
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session()
-        return self._session
 
     def headers(self) -> dict[str, str]:
         h = dict(self.settings.headers)
@@ -77,19 +69,8 @@ class OpenAIProvider:
                               trace=req.wire)
         return relay(opening, JsonSSE(ChunkAdapter(req), self.name), deadline, self.name, req.wire)
 
-    async def list_models(self) -> list[ModelInfo]:
-        if self.settings.models:
-            return [ModelInfo(m, owned_by=self.name) for m in self.settings.models]
-        async with self.session.get(self.url("models"), headers=self.headers(),
-                                    params=self.settings.query or None,
-                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            if resp.status >= 400:
-                return []
-            doc = orjson.loads(await resp.read())
+    async def fetch_models(self) -> list[ModelInfo]:
+        doc = await self.get_json(self.url("models"), headers=self.headers(), params=self.settings.query or None)
         data = doc.get("data", []) if isinstance(doc, dict) else []
         return [ModelInfo(str(m.get("id")), owned_by=str(m.get("owned_by") or self.name),
                           created=int(m.get("created") or 0)) for m in data if isinstance(m, dict)]
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()

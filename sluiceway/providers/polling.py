@@ -40,11 +40,10 @@ from ..core import (
     UpstreamError,
     UpstreamUnavailable,
     Usage,
-    error_from_status,
 )
 from ..core.tokens import prompt_chars
-from .base import ModelInfo
-from .http import error_message, new_session, open_stream, parse_retry_after
+from .http import open_stream, parse_retry_after, status_error
+from .remote import RemoteProvider
 
 log = logging.getLogger("sluiceway.providers.polling")
 
@@ -179,23 +178,16 @@ def _norm(v: Any) -> Any:
     return v.lower() if isinstance(v, str) else v
 
 
-class PollingProvider:
+class PollingProvider(RemoteProvider):
     kind: ClassVar[str] = "polling"
     Settings: ClassVar[type[BaseModel]] = PollingSettings
+    settings: PollingSettings
 
     def __init__(self, name: str, settings: PollingSettings) -> None:
-        self.name = name
-        self.settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(name, settings)
         self._done = {_norm(v) for v in settings.done_values}
         self._failed = {_norm(v) for v in settings.error_values}
         self._background: set[asyncio.Task[None]] = set()
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session()
-        return self._session
 
     def headers(self) -> dict[str, str]:
         h = dict(self.settings.headers)
@@ -346,8 +338,7 @@ class PollingProvider:
             raise UpstreamUnavailable(f"{self.name}: status poll failed: {type(e).__name__}",
                                       provider=self.name) from None
         if status >= 400:
-            err = error_from_status(status, f"{self.name}: {error_message(body)}", retry_after=retry_after,
-                                    provider=self.name)
+            err = status_error(status, body, retry_after, self.name)
             if status >= 500 and not isinstance(err, UpstreamUnavailable):
                 raise UpstreamUnavailable(err.message, provider=self.name)  # transient: retried
             raise err  # 429 (RateLimited) and 5xx are retried by the loop; other 4xx end the stream
@@ -368,14 +359,10 @@ class PollingProvider:
         except Exception as e:  # best effort: the task may already be over
             log.info("%s: cancel %s failed: %s", self.name, url, type(e).__name__)
 
-    async def list_models(self) -> list[ModelInfo]:
-        return [ModelInfo(m, owned_by=self.name) for m in self.settings.models]
-
     async def aclose(self) -> None:
-        if self._background:
+        if self._background:  # let a last fire-and-forget cancel reach the API
             await asyncio.wait(set(self._background), timeout=2)
-        if self._session is not None:
-            await self._session.close()
+        await super().aclose()
 
 
 __all__ = ["PollingProvider", "PollingSettings", "SnapshotDiff", "dig", "safe_cut"]
