@@ -1,0 +1,368 @@
+"""Provider instances as data: list, create, update, delete while the server runs.
+
+An instance lives in ``sluiceway.yaml`` under ``providers.<name>``; its
+secrets live in ``.env`` as ``SLUICEWAY_<NAME>_<FIELD>`` (``…_API_KEY``)
+and the YAML refers to them as ``${env.…}``. Every change is written to disk
+first and then applied by re-reading the file, so a change made here, a
+hand edit and a change made by another replica all take the same path
+(``reload``). Secrets are never returned (``mask``) and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import ValidationError
+from ruamel.yaml.comments import CommentedMap
+
+from ...providers import KINDS, provider_class
+from ..config import DEFAULT_CONFIG, ENV_REF, Config, ConfigError, expand_env
+from ..gateway import EMBEDDED_PROVIDER, FORM_KEYS, Gateway
+from ..strict import did_you_mean, explain, known_keys
+from . import catalogue
+from .files import edit_yaml, update_env
+from .inflight import retire, track
+
+log = logging.getLogger("sluiceway.settings")
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+APPLIED_KEYS = ("models", "default_model", "timeouts", "resilience", "embedded")  # what a reload changes
+
+
+class FieldErrors(ValueError):
+    """Validation failed; ``fields`` maps a form field to what is wrong with it."""
+
+    def __init__(self, fields: dict[str, str], status: int = 422) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+        self.status = status
+
+
+class Conflict(ValueError):
+    pass
+
+
+def mask(value: str) -> str:
+    """``sk-abc…wxyz`` → ``sk-…wxyz``: enough to recognise a key, never enough to use it."""
+    if not value:
+        return ""
+    if ENV_REF.fullmatch(value):
+        return value
+    head = value.split("-", 1)[0] + "-" if "-" in value[:8] else ""
+    return f"{head}…{value[-4:]}" if len(value) >= 12 else "…"
+
+
+def is_masked(value: Any) -> bool:
+    return isinstance(value, str) and "…" in value
+
+
+def env_name(provider: str, field: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", f"SLUICEWAY_{provider}_{field}".upper())
+
+
+class ProviderAdmin:
+    def __init__(self, gateway: Gateway, path: Path | None = None, env_path: Path | None = None) -> None:
+        self.gateway = gateway
+        base = gateway.config
+        self.path = Path(path or base.path or os.environ.get("SLUICEWAY_CONFIG", DEFAULT_CONFIG))
+        self.env_path = Path(env_path or self.path.with_name(".env"))
+        self.base = base
+        # providers that came from elsewhere (--provider, an in-memory config): kept under the file's
+        file_providers = self._raw().get("providers") or {}
+        self.overlay = {n: s for n, s in base.providers.items() if n not in file_providers}
+        self.had_file = self.path.exists()
+        # .env values this process took from the file (a real environment variable always wins)
+        self.from_env = {k: v for k, v in dotenv_values(self.env_path).items()
+                         if v is not None and os.environ.get(k) == v} if self.env_path.exists() else {}
+        self.lock = asyncio.Lock()
+        self.listeners: list[Any] = []  # async callables told after a local change (replica sync)
+        self._closing: set[asyncio.Task[None]] = set()
+        for p in gateway.providers.values():
+            track(p)
+
+    # ------------------------------------------------------------ reading
+    def _raw(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        raw = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+        return raw if isinstance(raw, dict) else {}
+
+    def _raw_entry(self, name: str) -> dict[str, Any] | None:
+        entry = (self._raw().get("providers") or {}).get(name)
+        return dict(entry) if isinstance(entry, dict) else None
+
+    def source(self, name: str) -> str:
+        if self._raw_entry(name) is not None:
+            return "file"
+        if name in self.overlay:
+            return "startup"
+        return "embedded" if name == EMBEDDED_PROVIDER else "startup"
+
+    def view(self, name: str) -> dict[str, Any]:
+        """One instance as the API shows it: env references as written, secrets masked."""
+        spec = self.gateway._specs.get(name)
+        if spec is None:
+            raise KeyError(name)
+        raw = self._raw_entry(name) or {}
+        kind = spec.get("kind") or name
+        secrets = set(catalogue.secret_fields(kind)) if kind in KINDS else set()
+        settings: dict[str, Any] = {}
+        for key, value in spec.items():
+            if key in ("kind", *FORM_KEYS):
+                continue
+            if key in secrets:
+                settings[key] = mask(str(value)) if value else None
+            elif isinstance(raw.get(key), str) and ENV_REF.search(raw[key]):
+                settings[key] = raw[key]  # show the reference, not what it expands to
+            elif isinstance(value, dict) and key in ("headers", "query"):
+                settings[key] = {k: mask(str(v)) if _looks_secret(k) else v for k, v in value.items()}
+            else:
+                settings[key] = value
+        return {"name": name, "kind": kind, "display_name": spec.get("display_name") or name,
+                "default_model": spec.get("default_model"), "settings": settings,
+                "secrets": {k: bool(spec.get(k)) for k in sorted(secrets)},
+                "source": self.source(name), "editable": self.source(name) != "embedded"}
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.view(n) for n in self.gateway.providers]
+
+    # ------------------------------------------------------------ validating
+    def validate(self, body: dict[str, Any], existing: dict[str, Any] | None = None, *,
+                 partial: bool = False) -> tuple[str, str, dict[str, Any], dict[str, str]]:
+        """A flat form body → (name, kind, the YAML entry, secrets to write to .env).
+        ``existing`` is the current YAML entry (an update); secrets left empty or
+        sent back masked keep their current value. Raises ``FieldErrors``."""
+        errors: dict[str, str] = {}
+        name = body.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            errors["name"] = "required: lowercase letters, digits, - and _ (models are named <name>/<model>)"
+        kind = body.get("kind") or (existing or {}).get("kind")
+        if kind not in KINDS:
+            errors["kind"] = f"unknown kind {kind!r}; known: {', '.join(KINDS)}"
+        if errors:
+            raise FieldErrors(errors)
+        assert isinstance(name, str) and isinstance(kind, str)
+        cls = provider_class(kind)
+        known = set(known_keys(cls.Settings))
+        secrets = set(catalogue.secret_fields(kind))
+        entry: dict[str, Any] = {"kind": kind}
+        old = {k: v for k, v in (existing or {}).items() if k != "kind"}
+        if partial or existing is not None and existing.get("kind") == kind:
+            # PATCH keeps every field; PUT keeps the secrets (they are never sent back)
+            entry.update({k: v for k, v in old.items() if partial or k in secrets})
+        env: dict[str, str] = {}
+        for key, value in body.items():
+            if key in ("name", "kind"):
+                continue
+            if key not in known and key not in FORM_KEYS:
+                errors[key] = f"unknown field{did_you_mean(key, known | set(FORM_KEYS))}"
+                continue
+            if key in secrets:
+                if value == "" or is_masked(value) or value == old.get(key) or value is None and not partial:
+                    continue  # keep what is there
+                if value is None:
+                    entry.pop(key, None)
+                    continue
+                if not isinstance(value, str):
+                    errors[key] = "must be a string"
+                    continue
+                if ENV_REF.fullmatch(value):
+                    entry[key] = value
+                    continue
+                var = env_name(name, key)
+                env[var] = value
+                entry[key] = f"${{env.{var}}}"
+                continue
+            if value is None or value == "" and key in FORM_KEYS:
+                entry.pop(key, None)
+            else:
+                entry[key] = value
+        # check what the adapter will get, secrets resolved
+        resolved: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key == "kind" or key in FORM_KEYS:
+                continue
+            if isinstance(value, str) and key in secrets and ENV_REF.fullmatch(value):
+                var = ENV_REF.fullmatch(value).group(1)  # type: ignore[union-attr]
+                resolved[key] = env.get(var, os.environ.get(var, ""))
+                continue
+            try:
+                resolved[key] = expand_env(value)
+            except ConfigError as e:
+                errors[key] = str(e)
+        for key, value in resolved.items():
+            if key.endswith("url") and isinstance(value, str) and value \
+                    and not re.match(r"^https?://[^/\s]+", value):
+                errors[key] = "must be an http:// or https:// URL"
+        try:  # the fields not already refused, so every problem is reported at once
+            cls.Settings.model_validate({k: v for k, v in resolved.items() if k not in errors})
+        except ValidationError as e:
+            for err in e.errors():
+                field = str(err["loc"][0]) if err["loc"] else "kind"
+                errors.setdefault(field, explain_one(err))
+        if errors:
+            raise FieldErrors(errors)
+        return name, kind, entry, env
+
+    # ------------------------------------------------------------ writing
+    async def save(self, body: dict[str, Any], *, create: bool | None, name: str | None = None,
+                   partial: bool = False) -> tuple[dict[str, Any], bool]:
+        """Create (``create=True``), update (``False``) or either (``None``).
+        Returns (the view, whether it existed before)."""
+        async with self.lock:
+            if name is not None:
+                body = {**body, "name": name}
+            target = body.get("name")
+            exists = isinstance(target, str) and target in self.gateway.providers
+            if create is True and exists:
+                raise Conflict(f"a provider named {target!r} already exists; "
+                               "PUT /settings/providers/{name} updates it")
+            if create is False and not exists:
+                raise KeyError(target)
+            if exists and self.source(str(target)) == "embedded":
+                raise Conflict(f"{target!r} is the embedded model; it cannot be edited here")
+            existing = self._raw_entry(str(target)) if exists else None
+            if exists and existing is None:  # from the command line: start from what runs
+                existing = copy.deepcopy(self.gateway._specs.get(str(target), {}))
+            pname, kind, entry, env = self.validate(body, existing, partial=partial)
+            await asyncio.to_thread(self._write, pname, entry, env)
+            await self.reload()
+        await self._notify()
+        log.info("provider %s (%s) %s", pname, kind, "updated" if exists else "created")
+        return self.view(pname), exists
+
+    def _write(self, name: str, entry: dict[str, Any], env: dict[str, str]) -> None:
+        if env:
+            update_env(self.env_path, env)
+            for k, v in env.items():
+                os.environ[k] = v
+                self.from_env[k] = v
+
+        def change(doc: CommentedMap) -> None:
+            providers = doc.get("providers")
+            if not isinstance(providers, dict):
+                providers = doc["providers"] = CommentedMap()
+            current = providers.get(name)
+            if isinstance(current, dict):  # edit in place: comments on kept keys survive
+                for k in [k for k in current if k not in entry]:
+                    del current[k]
+                for k, v in entry.items():
+                    if current.get(k) != v:
+                        current[k] = v
+            else:
+                providers[name] = CommentedMap(entry)
+
+        edit_yaml(self.path, change)
+
+    async def delete(self, name: str) -> dict[str, Any]:
+        async with self.lock:
+            if name not in self.gateway.providers:
+                raise KeyError(name)
+            src = self.source(name)
+            if src != "file":
+                raise Conflict(f"{name!r} is not defined in {self.path} ({src}); remove it where it is defined")
+            users = [a for a, mc in self.gateway.config.models.items()
+                     if any(d.provider == name for d in mc.deployments)]
+            if users:
+                raise Conflict(f"the model aliases {', '.join(sorted(users))} route to {name!r}; "
+                               "change them first")
+            view = self.view(name)
+            await asyncio.to_thread(self._remove, name)
+            await self.reload()
+        await self._notify()
+        log.info("provider %s deleted", name)
+        return view
+
+    def _remove(self, name: str) -> None:
+        entry = self._raw_entry(name) or {}
+        prefix = env_name(name, "")
+        ours = tuple(m.group(1) for v in entry.values() if isinstance(v, str)
+                     for m in [ENV_REF.fullmatch(v)] if m and m.group(1).startswith(prefix))
+
+        def change(doc: CommentedMap) -> None:
+            providers = doc.get("providers")
+            if isinstance(providers, dict) and name in providers:
+                del providers[name]
+
+        edit_yaml(self.path, change)
+        if ours:
+            update_env(self.env_path, {}, ours)
+
+    # ------------------------------------------------------------ applying
+    def _refresh_env(self) -> None:
+        """Re-read ``.env``: keys it set change or go; real environment variables stay."""
+        values = {k: v for k, v in dotenv_values(self.env_path).items() if v is not None} \
+            if self.env_path.exists() else {}
+        for k, v in values.items():
+            if k not in os.environ or self.from_env.get(k) == os.environ.get(k):
+                os.environ[k] = v
+                self.from_env[k] = v
+        for k in [k for k in self.from_env if k not in values]:
+            if os.environ.get(k) == self.from_env[k]:
+                del os.environ[k]
+            del self.from_env[k]
+
+    def load(self) -> Config:
+        """The config to run: the file's providers (and routing) over the startup overlay."""
+        self._refresh_env()
+        text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{self.path}: invalid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{self.path}: the top level must be a mapping")
+        try:
+            cfg = Config.model_validate(expand_env(raw))
+        except ValidationError as e:
+            raise ConfigError(explain(e, Config, source=self.path, text=text)) from None
+        fallback = Config() if self.had_file else self.base
+        update: dict[str, Any] = {"providers": {**self.overlay, **cfg.providers}}
+        for key in APPLIED_KEYS:
+            update[key] = getattr(cfg, key) if key in raw else getattr(fallback, key)
+        merged = self.base.model_copy(update=update)
+        merged.path, merged.text = self.path, text
+        return merged
+
+    async def reload(self) -> bool:
+        """Apply the files as they are now. A broken file leaves the running
+        providers alone (the error is logged and raised)."""
+        cfg = self.load()
+        retired = self.gateway.reload(cfg)
+        for p in self.gateway.providers.values():
+            track(p)
+        for p in retired:  # streams in flight finish on the old instance, then it closes
+            task = asyncio.create_task(retire(p, grace=self.base.timeouts.total or 900.0))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        if retired:
+            log.info("providers reloaded; %d instance(s) retire after their streams", len(retired))
+        return bool(retired)
+
+    async def _notify(self) -> None:
+        for listener in self.listeners:
+            try:
+                await listener()
+            except Exception as e:  # a replica missing one notice still sees the file change
+                log.warning("settings change notice failed: %s", e)
+
+    async def aclose(self) -> None:
+        for t in list(self._closing):
+            t.cancel()
+
+
+def explain_one(err: Any) -> str:
+    msg = err.get("msg", "invalid")
+    return "unknown field" if err.get("type") == "extra_forbidden" else msg
+
+
+def _looks_secret(key: str) -> bool:
+    k = key.lower()
+    return any(w in k for w in ("auth", "key", "token", "secret", "pass", "cookie"))
