@@ -11,6 +11,7 @@ import { copyText, loadMarkdown, markdownAvailable } from "./markdown.js";
 import { AssistantView, h, userMessageEl } from "./messages.js";
 import { getTrace, resumeRun, ServerSessionStore, serverHasSessions, stopRun, streamTurn } from "./sessions_api.js";
 import { LocalSessionStore, newId } from "./store.js";
+import { wireProviders } from "./providers.js";
 
 const $ = (id) => document.getElementById(id);
 let store = null; // ServerSessionStore when the server keeps chats, else LocalSessionStore (this browser)
@@ -794,6 +795,14 @@ async function main() {
   setTheme(document.documentElement.dataset.theme || "light");
   wireKey();
   wire();
+  wireProviders();
+  // a provider saved on the Providers page: its models join the picker, and the new one is selected
+  window.addEventListener("sluiceway:providers-changed", async (e) => {
+    await loadModels();
+    const wanted = e.detail?.model || state.models.find((m) => m.provider === e.detail?.provider)?.id;
+    $("model").value = pickModel(wanted || $("model").value);
+    settingsChanged();
+  });
   const forced = new URLSearchParams(location.search).get("store");
   const probe = forced === "local" ? "no" : await serverHasSessions();
   if (probe === "key") {
