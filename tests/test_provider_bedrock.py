@@ -1,14 +1,11 @@
-"""AWS Bedrock ConverseStream: event-stream frames built here with the
-documented prelude/CRC layout (``binascii.crc32``), decoded by botocore's own
-``EventStreamBuffer`` in the adapter; SigV4 checked by re-signing what the
+"""AWS Bedrock ConverseStream: event-stream frames built with the documented
+prelude/CRC layout (``tests/providers/eventstream.py``), decoded by botocore's
+own ``EventStreamBuffer`` in the adapter; SigV4 checked by re-signing what the
 fake upstream received."""
 
 from __future__ import annotations
 
-import binascii
 import json
-import struct
-import time
 
 import openai
 import pytest
@@ -39,40 +36,14 @@ from sluiceway.providers.bedrock import (
     decode_messages,
     request_body,
 )
-from sluiceway.server.app import create_app
 
-from .conftest import ServerThread, make_config
-from .upstream import DROP, HANG, Script
+from .providers.eventstream import EVENTSTREAM as EVENTSTREAM_TYPE
+from .providers.eventstream import event, exception, frame
+from .providers.gateway import sdk_client
+from .upstream import Script
 
 AKID, SECRET, TOKEN, REGION = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "sess-token-xyz", "us-west-2"
-EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
-
-
-# ----------------------------------------------------- event-stream framing
-
-def _header(name: str, value: str) -> bytes:
-    n, v = name.encode(), value.encode()
-    return bytes([len(n)]) + n + b"\x07" + struct.pack(">H", len(v)) + v  # type 7 = string
-
-
-def frame(headers: dict[str, str], payload: bytes) -> bytes:
-    """One message: prelude (total length, headers length, CRC), headers, payload, message CRC."""
-    hb = b"".join(_header(k, v) for k, v in headers.items())
-    prelude = struct.pack(">II", 16 + len(hb) + len(payload), len(hb))
-    head = prelude + struct.pack(">I", binascii.crc32(prelude))
-    body = head + hb + payload
-    return body + struct.pack(">I", binascii.crc32(body))
-
-
-def event(kind: str, payload: dict) -> bytes:
-    # Bedrock pads payloads with a "p" field of varying length
-    return frame({":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
-                 json.dumps({**payload, "p": "abcdefghijklmnopqrstuvwxyzABCDEF"[: 5 + len(kind)]}).encode())
-
-
-def exception(kind: str, message: str) -> bytes:
-    return frame({":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"},
-                 json.dumps({"message": message}).encode())
+EVENTSTREAM = {"content-type": EVENTSTREAM_TYPE}
 
 
 def message_start() -> tuple[str, dict]:
@@ -186,11 +157,6 @@ def test_message_stop_without_metadata_finishes_at_eof_with_estimated_usage():
     assert out[-1].type == "finish" and out[-1].usage.estimated and out[-1].usage.output == 2
 
 
-def test_body_ending_before_message_stop_is_truncation():
-    with pytest.raises(UpstreamError, match="truncated"):
-        decode(b"".join(wire(text_events(["cut"])[:3])))
-
-
 @pytest.mark.parametrize(("kind", "cls"), [
     ("throttlingException", RateLimited), ("serviceUnavailableException", UpstreamUnavailable),
     ("modelStreamErrorException", UpstreamError), ("internalServerException", UpstreamError),
@@ -257,20 +223,11 @@ def test_reasoning_effort_is_claude_thinking_and_http_images_are_refused():
 # ------------------------------------------------------------ over real HTTP
 
 @pytest.fixture(scope="module")
-def srv(upstream):
-    cfg = make_config(upstream, providers={"br": {
-        "kind": "bedrock", "region": REGION, "endpoint_url": upstream.url, "access_key_id": AKID,
-        "secret_access_key": SECRET, "session_token": TOKEN, "max_tokens": 512}})
-    s = ServerThread(create_app(cfg)).start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def client(srv):
-    c = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="anything", max_retries=0, timeout=20)
-    yield c
-    c.close()
+def client(upstream):
+    with sdk_client(upstream, {"br": {
+            "kind": "bedrock", "region": REGION, "endpoint_url": upstream.url, "access_key_id": AKID,
+            "secret_access_key": SECRET, "session_token": TOKEN, "max_tokens": 512}}) as c:
+        yield c
 
 
 def resign(upstream, rec) -> str:
@@ -325,67 +282,11 @@ def test_throttling_before_first_token_is_429(upstream, client):
     assert "Too many requests" in info.value.message
 
 
-def test_exception_mid_stream_raises_after_partial_text(upstream, client):
-    upstream.add("br-midfail", Script(wire(text_events(["partial"])[:2]) + [exception(
-        "modelStreamErrorException", "Model stream failed")], headers=EVENTSTREAM))
-    got = []
-    with pytest.raises(openai.APIError) as info:
-        for c in client.chat.completions.create(model="br/br-midfail", stream=True,
-                                                messages=[{"role": "user", "content": "x"}]):
-            if c.choices and c.choices[0].delta.content:
-                got.append(c.choices[0].delta.content)
-    assert got == ["partial"] and "Model stream failed" in str(info.value)
-
-
 def test_http_image_url_is_a_clear_400(upstream, client):
     with pytest.raises(openai.BadRequestError, match="data URLs"):
         client.chat.completions.create(model="br/br-never-sent", messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
     assert not upstream.for_model("br-never-sent")
-
-
-def test_connection_dropped_mid_stream_is_an_error(upstream, client):
-    upstream.add("br-drop", Script(wire(text_events(["half"])[:2]) + [0.05, DROP], headers=EVENTSTREAM))
-    with pytest.raises(openai.APIError):
-        list(client.chat.completions.create(model="br/br-drop", stream=True,
-                                            messages=[{"role": "user", "content": "x"}]))
-
-
-@pytest.mark.parametrize(("status", "etype", "exc"), [
-    (400, "ValidationException", openai.BadRequestError),
-    (403, "AccessDeniedException", openai.PermissionDeniedError),
-    (404, "ResourceNotFoundException", openai.NotFoundError),
-    (424, "ModelErrorException", openai.InternalServerError),
-    (429, "ThrottlingException", openai.RateLimitError),
-    (500, "InternalServerException", openai.InternalServerError),
-    (503, "ServiceUnavailableException", openai.InternalServerError)])
-def test_http_errors_map_to_sdk_errors(upstream, client, status, etype, exc):
-    name = f"br-err-{status}"
-    upstream.add(name, Script([json.dumps({"message": f"boom {status}"})], status=status, headers={
-        "content-type": "application/json", "x-amzn-ErrorType": f"{etype}:http://internal.amazon.com/coral/",
-        "retry-after": "3"}))
-    with pytest.raises(exc) as info:
-        list(client.chat.completions.create(model=f"br/{name}", stream=True,
-                                            messages=[{"role": "user", "content": "x"}]))
-    assert f"boom {status}" in info.value.message and SECRET not in info.value.message
-    assert info.value.status_code == {424: 502, 500: 502}.get(status, status)
-    if status == 429:
-        assert info.value.response.headers["retry-after"] == "3"
-
-
-def test_closing_client_stream_closes_upstream_within_1s(upstream, client):
-    upstream.add("br-slow", Script(wire(text_events(["first"])[:2]) + [HANG], headers=EVENTSTREAM))
-    stream = client.chat.completions.create(model="br/br-slow", stream=True,
-                                            messages=[{"role": "user", "content": "x"}])
-    for c in stream:
-        if c.choices and c.choices[0].delta.content == "first":
-            break
-    rec = upstream.last("br-slow")
-    assert not rec.done.is_set()
-    t0 = time.monotonic()
-    stream.close()
-    assert rec.wait_closed(1.0), "upstream connection still open 1 s after the client left"
-    assert rec.client_closed and rec.ended - t0 < 1.0
 
 
 async def test_credentials_come_from_the_aws_chain(monkeypatch, tmp_path):

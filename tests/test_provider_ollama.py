@@ -6,18 +6,15 @@ line framing, the chunk state machine and the request conversion."""
 from __future__ import annotations
 
 import json
-import time
 
-import openai
 import pytest
 
-from sluiceway.core import BadRequest, ChatRequest, ImagePart, Message, TextPart, ToolCallPart, UpstreamError
+from sluiceway.core import BadRequest, ChatRequest, ImagePart, Message, TextPart, ToolCallPart
 from sluiceway.providers.frames import NDJSONLines
 from sluiceway.providers.ollama import ChunkAdapter, OllamaProvider, OllamaSettings, request_body
-from sluiceway.server.app import create_app
 
-from .conftest import ServerThread, make_config
-from .upstream import DROP, HANG, Script
+from .providers.gateway import sdk_client, user
+from .upstream import Script
 
 NDJSON = {"content-type": "application/x-ndjson"}
 KEY = "ollama-cloud-secret-do-not-leak"
@@ -42,23 +39,10 @@ def done(model: str, reason: str = "stop", prompt: int = 26, output: int = 9) ->
 
 
 @pytest.fixture(scope="module")
-def oll_server(upstream):
-    cfg = make_config(upstream, providers={"oll": {"kind": "ollama", "base_url": upstream.url, "api_key": KEY,
-                                                   "options": {"num_ctx": 8192}, "keep_alive": "5m"}})
-    srv = ServerThread(create_app(cfg)).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(oll_server):
-    c = openai.OpenAI(base_url=f"{oll_server.url}/v1", api_key="x", max_retries=0, timeout=20)
-    yield c
-    c.close()
-
-
-def user(text: str = "hi") -> list[dict]:
-    return [{"role": "user", "content": text}]
+def client(upstream):
+    with sdk_client(upstream, {"oll": {"kind": "ollama", "base_url": upstream.url, "api_key": KEY,
+                                       "options": {"num_ctx": 8192}, "keep_alive": "5m"}}) as c:
+        yield c
 
 
 # ------------------------------------------------------------- over HTTP
@@ -126,55 +110,6 @@ def test_done_reason_length(upstream, client):
     assert client.chat.completions.create(model="oll/oll-len", messages=user()).choices[0].finish_reason == "length"
 
 
-def test_error_line_after_partial_text(upstream, client):
-    m = "oll-miderr"
-    upstream.add(m, [line(m, "partial"), 0.02, b'{"error":"an error was encountered while running the model"}\n'],
-                 headers=NDJSON)
-    got = []
-    with pytest.raises(openai.APIError) as info:
-        for c in client.chat.completions.create(model=f"oll/{m}", messages=user(), stream=True):
-            if c.choices and c.choices[0].delta.content:
-                got.append(c.choices[0].delta.content)
-    assert got == ["partial"]
-    assert "error was encountered" in str(info.value)
-
-
-def test_truncated_stream_is_an_error(upstream, client):
-    upstream.add("oll-cut", [line("oll-cut", "half"), 0.02, DROP], headers=NDJSON)
-    with pytest.raises(openai.APIError):
-        list(client.chat.completions.create(model="oll/oll-cut", messages=user(), stream=True))
-
-
-@pytest.mark.parametrize(("status", "exc"), [
-    (400, openai.BadRequestError), (401, openai.AuthenticationError), (403, openai.PermissionDeniedError),
-    (404, openai.NotFoundError), (429, openai.RateLimitError), (500, openai.InternalServerError),
-    (502, openai.InternalServerError)])
-def test_http_errors_map_to_sdk_exceptions(upstream, client, status, exc):
-    name = f"oll-err-{status}"
-    upstream.add(name, Script([json.dumps({"error": f"model '{name}' failed {status}"})], status=status,
-                              headers={"content-type": "application/json", "retry-after": "4"}))
-    with pytest.raises(exc) as info:
-        list(client.chat.completions.create(model=f"oll/{name}", messages=user(), stream=True))
-    assert f"failed {status}" in info.value.message
-    assert KEY not in info.value.message
-    if status == 429:
-        assert info.value.response.headers["retry-after"] == "4"
-
-
-def test_closing_client_stream_closes_upstream_within_1s(upstream, client):
-    upstream.add("oll-hang", [line("oll-hang", "first"), HANG], headers=NDJSON)
-    stream = client.chat.completions.create(model="oll/oll-hang", messages=user(), stream=True)
-    for c in stream:
-        if c.choices and c.choices[0].delta.content == "first":
-            break
-    rec = upstream.last("oll-hang")
-    assert not rec.done.is_set()
-    t0 = time.monotonic()
-    stream.close()
-    assert rec.wait_closed(1.0), "upstream connection still open 1 s after the client left"
-    assert rec.client_closed and rec.ended - t0 < 1.0
-
-
 async def test_list_models_from_api_tags(upstream):
     upstream.routes["/api/tags"] = Script([json.dumps({"models": [
         {"name": "qwen3:8b", "model": "qwen3:8b", "size": 1, "details": {"family": "qwen3"}},
@@ -222,13 +157,6 @@ def test_fixture_done_without_counts_estimates_usage_and_load_is_other():
     out = _run([{"model": "m", "message": {"content": "x" * 40}, "done": False},
                 {"model": "m", "message": {"content": ""}, "done": True, "done_reason": "load"}])
     assert out[-1].reason == "other" and out[-1].usage.estimated and out[-1].usage.output == 10
-
-
-def test_fixture_eof_before_done_is_truncation():
-    a = ChunkAdapter()
-    a.feed({"model": "m", "message": {"content": "x"}, "done": False}, [])
-    with pytest.raises(UpstreamError):
-        a.end([])
 
 
 def test_request_conversion_images_format_and_think():

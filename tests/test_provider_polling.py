@@ -18,9 +18,8 @@ from aiohttp import web
 
 from sluiceway.core import ChatRequest, Deadlines, Message, Timeout, UpstreamError
 from sluiceway.providers.polling import PollingProvider, PollingSettings, SnapshotDiff, dig, safe_cut
-from sluiceway.server.app import create_app
 
-from .conftest import ServerThread, make_config
+from .providers.gateway import sdk_client, user
 from .upstream import free_port
 
 KEY = "task-api-secret-do-not-leak"
@@ -139,22 +138,9 @@ def api():
 
 
 @pytest.fixture(scope="module")
-def task_server(upstream, api):
-    cfg = make_config(upstream, providers={"task": {"kind": "polling", **settings(api)}})
-    srv = ServerThread(create_app(cfg)).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(task_server):
-    c = openai.OpenAI(base_url=f"{task_server.url}/v1", api_key="x", max_retries=0, timeout=20)
-    yield c
-    c.close()
-
-
-def user(text: str = "hi") -> list[dict]:
-    return [{"role": "user", "content": text}]
+def client(upstream, api):
+    with sdk_client(upstream, {"task": {"kind": "polling", **settings(api)}}) as c:
+        yield c
 
 
 def stream_deltas(client, model: str, **kw) -> tuple[list[str], str, list]:
@@ -263,38 +249,6 @@ def test_task_gone_is_not_retried(api, client):
         list(client.chat.completions.create(model="task/gone", messages=user(), stream=True))
     assert "task expired" in str(info.value)
     assert len(api.polls("gone")) == 2
-
-
-@pytest.mark.parametrize(("status", "exc"), [
-    (400, openai.BadRequestError), (401, openai.AuthenticationError), (403, openai.PermissionDeniedError),
-    (404, openai.NotFoundError), (429, openai.RateLimitError), (500, openai.InternalServerError),
-    (503, openai.InternalServerError)])
-def test_submit_errors_map_to_sdk_exceptions(api, client, status, exc):
-    name = f"submit-{status}"
-    api.submit_errors[name] = (status, {"error": {"message": f"nope {status}"}}, {"retry-after": "3"})
-    with pytest.raises(exc) as info:
-        list(client.chat.completions.create(model=f"task/{name}", messages=user(), stream=True))
-    assert f"nope {status}" in info.value.message
-    if status == 429:
-        assert info.value.response.headers["retry-after"] == "3"
-
-
-def test_closing_client_stream_cancels_task_and_stops_polling_within_1s(api, client):
-    api.scripts["endless"] = [running("first"), running("first and more")]
-    stream = client.chat.completions.create(model="task/endless", messages=user(), stream=True)
-    for c in stream:
-        if c.choices and c.choices[0].delta.content:
-            break
-    t0 = time.monotonic()
-    stream.close()
-    deadline = t0 + 1.0
-    while time.monotonic() < deadline and not any(t.startswith("task-endless-") for t in api.cancelled):
-        time.sleep(0.01)
-    [(tid, at)] = [(t, at) for t, at in api.cancelled.items() if t.startswith("task-endless-")]
-    assert at - t0 < 1.0
-    n = len(api.polls("endless"))
-    time.sleep(0.3)  # six intervals: no poll may follow the cancel
-    assert len(api.polls("endless")) == n
 
 
 # ------------------------------------------------- deadlines, direct calls

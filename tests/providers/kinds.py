@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sluiceway.core import SluicewayError, UpstreamError, UpstreamUnavailable
 from sluiceway.providers import provider_class
 from sluiceway.providers.base import Provider
 
@@ -46,7 +47,8 @@ class Kind:
     split: Callable[[bytes], list[bytes]]
     settings: Callable[[str, str], dict[str, Any]]  # (upstream url, model) → provider settings
     cases: frozenset[str] = frozenset({"text", "reasoning", "tools", "truncated", "midstream_error"})
-    extra: dict[str, Any] = field(default_factory=dict)
+    # vendor statuses beyond the common matrix: (status, the typed error it must become)
+    statuses: tuple[tuple[int, type[SluicewayError]], ...] = ()
 
     def wire(self, case: str) -> bytes:
         return (WIRE / self.name / f"{case}.{self.ext}").read_bytes()
@@ -109,11 +111,13 @@ SSE = "text/event-stream"
 KINDS: list[Kind] = [
     Kind("openai", "sse", SSE, split_sse, lambda url, m: {"base_url": f"{url}/v1", "api_key": KEY}),
     Kind("azure", "sse", SSE, split_sse, lambda url, m: {"endpoint": url, "api_key": KEY}),
-    Kind("anthropic", "sse", SSE, split_sse, lambda url, m: {"base_url": url, "api_key": KEY}),
+    Kind("anthropic", "sse", SSE, split_sse, lambda url, m: {"base_url": url, "api_key": KEY},
+         statuses=((529, UpstreamUnavailable),)),  # overloaded
     Kind("gemini", "sse", SSE, split_sse, lambda url, m: {"base_url": url, "api_key": KEY}),
     Kind("ollama", "ndjson", "application/x-ndjson", split_lines, lambda url, m: {"base_url": url, "api_key": KEY}),
     Kind("bedrock", "bin", EVENTSTREAM, split_frames, lambda url, m: {
-        "region": "us-east-1", "endpoint_url": url, "access_key_id": "AKIDEXAMPLE", "secret_access_key": KEY}),
+        "region": "us-east-1", "endpoint_url": url, "access_key_id": "AKIDEXAMPLE", "secret_access_key": KEY},
+         statuses=((424, UpstreamError),)),  # ModelErrorException: the model failed, another may do
     # a task API has no tools, and no truncation: every poll is a whole document
     PollingKind("polling", "ndjson", "application/json", split_lines, _polling_settings,
                 cases=frozenset({"text", "reasoning", "midstream_error"})),
