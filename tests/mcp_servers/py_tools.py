@@ -54,3 +54,8 @@ async def hang(tag: str) -> str:
         event(f"{tag}:cancelled").set()
         raise
     return "unreachable"
+
+
+def get_current_city() -> dict:
+    """Where the user is (the seed's example tool)."""
+    return {"city": "深圳"}

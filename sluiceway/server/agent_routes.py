@@ -1,0 +1,69 @@
+"""Agent routes: MiniOpenCode's ``POST /api/web/chat/stream`` (seed 002).
+
+``useTools: true`` runs the default agent (the one named ``default``, else
+the first configured) as ``agent/<name>``; ``false`` asks that agent's model
+with its system prompt and no server tools. A ``model`` in the body picks any
+model or ``agent/<name>`` instead. With no agents configured, the default
+model answers. Every other endpoint serves agents as ``agent/<name>``
+through the router; nothing else is needed here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from ..core import SluicewayError
+from ..protocols import mini_opencode
+from .auth import FREE, admit, authenticate
+from .errors import CLIENT_GONE, error_response, internal_error
+from .requests import deadline_overrides, read_json
+from .streaming import ClientGone, SSEResponse, until_disconnect
+
+log = logging.getLogger("sluiceway.server")
+
+AGENT_PROVIDER = "agent"
+
+
+def _target(gateway: Any, chat: mini_opencode.WebChat) -> tuple[str, str | None]:
+    """(model, extra system prompt) for a seed request."""
+    if chat.model:
+        return chat.model, None
+    agents = gateway.providers.get(AGENT_PROVIDER)
+    name = agents.default_agent() if agents is not None else None
+    if name is None:
+        return "", None  # the router's default model
+    if chat.use_tools:
+        return f"agent/{name}", None
+    agent = agents.agents[name]
+    return agent.model, agent.system
+
+
+async def web_chat_stream(request: Request) -> Any:
+    state = request.app.state.sluiceway
+    grant = FREE
+    try:
+        await authenticate(request)  # X-API-Key (or a bearer token)
+        body = await read_json(request, state.config.server.max_body_bytes)
+        chat = mini_opencode.decode_request(body)
+        model, system = _target(state.gateway, chat)
+        req = chat.request(model, system)
+        grant = await admit(request, req.model)
+        opened = await until_disconnect(request.receive,
+                                        grant.guard(state.gateway.router.open(req, deadline_overrides(request))))
+    except SluicewayError as e:
+        return error_response(e, mini_opencode.encode_error)
+    except ClientGone:
+        return CLIENT_GONE
+    except Exception:
+        log.exception("web chat stream failed before streaming")
+        return error_response(internal_error(), mini_opencode.encode_error)
+    return SSEResponse(opened, mini_opencode.Encoder(), keepalive=state.keepalive,
+                       stall_timeout=state.stall_timeout, observers=grant.observers())
+
+
+def routes() -> list[Route]:
+    return [Route("/api/web/chat/stream", web_chat_stream, methods=["POST"])]

@@ -1,0 +1,171 @@
+"""Agents through the HTTP server on real sockets: the seed's
+``/api/web/chat/stream`` event table (MiniOpenCode), an MCP server over
+streamable HTTP started by the test, ``/v1/models``, and a client that
+leaves mid-tool."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from .agent_helpers import PY, TOOLS_SERVER, answer, chain, tool_step
+from .conftest import ServerThread
+from .mcp_servers import py_tools
+from .upstream import FakeUpstream, chat_chunk, free_port, sse
+
+KEY = "sk-agents-test"
+
+
+@pytest.fixture(scope="module")
+def mcp_http() -> Iterator[str]:
+    """The test MCP server over streamable HTTP, in its own process."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, TOOLS_SERVER, "http", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(url, timeout=0.5)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None:
+                    raise RuntimeError("the MCP test server exited") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def agent_server(make_server: Any, agents: dict[str, Any], **kw: Any) -> ServerThread:
+    return make_server(agents=agents, server={"api_keys": [KEY], "keepalive": 15}, **kw)
+
+
+def seed_stream(srv: ServerThread, body: dict[str, Any], key: str = KEY) -> tuple[int, list[Any]]:
+    """POST the seed's request and parse its frames (``[DONE]`` kept as the string)."""
+    frames: list[Any] = []
+    with httpx.stream("POST", f"{srv.url}/api/web/chat/stream", headers={"X-API-Key": key}, json=body,
+                      timeout=30) as r:
+        if r.status_code != 200:
+            r.read()
+            return r.status_code, [r.json()]
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                data = line[6:]
+                frames.append(data if data == "[DONE]" else orjson.loads(data))
+    return 200, frames
+
+
+def test_seed_event_table_is_exact(upstream: FakeUpstream, make_server: Any, mcp_http: str) -> None:
+    step1 = [sse(chat_chunk({"role": "assistant", "content": None})),
+             sse(chat_chunk({"reasoning_content": "用户想知道深圳的天气"})),
+             sse(chat_chunk({"reasoning_content": ",需要先获取城市信息"})),
+             sse(chat_chunk({"content": "我来帮你查询"})), sse(chat_chunk({"content": "深圳的天气"})),
+             sse(chat_chunk({"content": "。"})),
+             *tool_step([("call_abc123", "get_current_city", {})], usage=(100, 50))[1:]]
+    step2 = tool_step([("call_def456", "get_weather", '{"city": "深圳"}')], usage=(120, 40))
+    upstream.add("seed-agent", chain(step1, step2, answer("深圳今天天气晴,气温25°C", usage=(150, 60))))
+    srv = agent_server(make_server, {"default": {"model": "up/seed-agent", "system": "You are MiniOpenCode.",
+                                                 "tools": [f"{PY}:get_current_city", "web.get_weather"]}},
+                       mcp_servers={"web": {"url": mcp_http}})
+    status, frames = seed_stream(srv, {"messages": [{"role": "user", "content": "深圳天气怎么样"}], "useTools": True})
+    assert status == 200
+    assert frames == [
+        {"type": "start"},
+        {"type": "reasoning-start", "id": "0"},
+        {"type": "reasoning-delta", "id": "0", "text": "用户想知道深圳的天气"},
+        {"type": "reasoning-delta", "id": "0", "text": ",需要先获取城市信息"},
+        {"type": "reasoning-end", "id": "0"},
+        {"type": "text-start", "id": "1"},
+        {"type": "text-delta", "id": "1", "textDelta": "我来帮你查询"},
+        {"type": "text-delta", "id": "1", "textDelta": "深圳的天气"},
+        {"type": "text-delta", "id": "1", "textDelta": "。"},
+        {"type": "text-end", "id": "1"},
+        {"type": "tool-input-start", "id": "call_abc123", "toolName": "get_current_city", "dynamic": False},
+        {"type": "tool-input-delta", "id": "call_abc123", "delta": "{}"},
+        {"type": "tool-input-end", "id": "call_abc123"},
+        {"type": "tool-call", "toolCallId": "call_abc123", "toolName": "get_current_city", "input": {}},
+        {"type": "tool-result", "toolCallId": "call_abc123", "toolName": "get_current_city",
+         "output": {"city": "深圳"}},
+        {"type": "finish-step", "finishReason": "tool-calls"},
+        {"type": "tool-input-start", "id": "call_def456", "toolName": "get_weather", "dynamic": True},
+        {"type": "tool-input-delta", "id": "call_def456", "delta": '{"city": "深圳"}'},
+        {"type": "tool-input-end", "id": "call_def456"},
+        {"type": "tool-call", "toolCallId": "call_def456", "toolName": "get_weather", "input": {"city": "深圳"}},
+        {"type": "tool-result", "toolCallId": "call_def456", "toolName": "get_weather",
+         "output": {"city": "深圳", "weather": "晴", "temp": 25}},
+        {"type": "finish-step", "finishReason": "tool-calls"},
+        {"type": "text-start", "id": "2"},
+        {"type": "text-delta", "id": "2", "textDelta": "深圳今天天气晴,气温25°C"},
+        {"type": "text-end", "id": "2"},
+        {"type": "finish", "finishReason": "stop",
+         "totalUsage": {"inputTokens": 370, "outputTokens": 150, "totalTokens": 520}},
+        "[DONE]",
+    ]
+    first, _, third = upstream.for_model("seed-agent")
+    assert first.body["messages"][0] == {"role": "system", "content": "You are MiniOpenCode."}
+    assert {t["function"]["name"] for t in first.body["tools"]} == {"get_current_city", "get_weather"}
+    tool_msgs = [m for m in third.body["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_msgs] == ["call_abc123", "call_def456"]
+
+
+def test_seed_without_tools_key_and_errors(upstream: FakeUpstream, make_server: Any) -> None:
+    upstream.add("seed-plain", answer("你好"))
+    srv = agent_server(make_server, {"default": {"model": "up/seed-plain", "system": "Be kind.",
+                                                 "tools": ["builtin.*"]}})
+    body = {"messages": [{"role": "user", "content": "hi"}], "system": "Answer in Chinese."}
+    status, frames = seed_stream(srv, body)
+    assert status == 200 and frames[-2]["type"] == "finish" and frames[-1] == "[DONE]"
+    assert "".join(f["textDelta"] for f in frames if isinstance(f, dict) and f["type"] == "text-delta") == "你好"
+    sent = upstream.last("seed-plain").body
+    assert "tools" not in sent  # useTools false: the agent's model without server tools
+    assert [m["content"] for m in sent["messages"] if m["role"] == "system"] == ["Be kind.", "Answer in Chinese."]
+    assert seed_stream(srv, body, key="wrong")[0] == 401
+    status, err = seed_stream(srv, {"messages": []})
+    assert status == 400 and "messages" in err[0]["error"]["message"]
+    status, err = seed_stream(srv, {"messages": [{"role": "robot", "content": "x"}]})
+    assert status == 400
+
+
+def test_models_lists_agents(upstream: FakeUpstream, make_server: Any) -> None:
+    srv = agent_server(make_server, {"helper": {"model": "up/x"}, "coder": {"model": "up/y"}})
+    r = httpx.get(f"{srv.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    ids = {m["id"] for m in r.json()["data"]}
+    assert {"agent/helper", "agent/coder"} <= ids
+    r = httpx.post(f"{srv.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                   json={"model": "agent/nobody", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+def test_client_leaving_mid_tool_cancels_it(upstream: FakeUpstream, make_server: Any) -> None:
+    upstream.add("seed-cancel", chain(tool_step([("c1", "hang", {"tag": "http-cancel"})]), answer("never")))
+    srv = agent_server(make_server, {"default": {"model": "up/seed-cancel", "tools": [f"{PY}:hang"]}})
+    with httpx.stream("POST", f"{srv.url}/api/web/chat/stream", headers={"X-API-Key": KEY}, timeout=30,
+                      json={"messages": [{"role": "user", "content": "x"}], "useTools": True}) as r:
+        for line in r.iter_lines():
+            if '"tool-call"' in line:
+                break
+        deadline = time.monotonic() + 10
+        while not _is_set("http-cancel:started") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _is_set("http-cancel:started")
+    # the client is gone: the running tool is cancelled and the model is not asked again
+    deadline = time.monotonic() + 10
+    while not _is_set("http-cancel:cancelled") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _is_set("http-cancel:cancelled")
+    assert len(upstream.for_model("seed-cancel")) == 1
+
+
+def _is_set(name: str) -> bool:
+    ev = py_tools.STATE.get(name)
+    return ev is not None and ev.is_set()  # set by the server's loop, only read here
