@@ -27,6 +27,18 @@ class CompletedCall:
     call_id: str
     name: str
     arguments: str
+    server: str | None = None  # the gateway ran it (agents): not a call for the client
+
+
+@dataclass(slots=True)
+class CompletedResult:
+    """The result of a tool the gateway ran (agents)."""
+
+    call_id: str
+    name: str
+    output: str
+    is_error: bool = False
+    server: str | None = None
 
 
 @dataclass(slots=True)
@@ -37,6 +49,7 @@ class Completion:
     text: str = ""
     reasoning: list[ReasoningBlock] = field(default_factory=list)
     tool_calls: list[CompletedCall] = field(default_factory=list)
+    tool_results: list[CompletedResult] = field(default_factory=list)  # server tools' results, in order
     finish_reason: FinishReason | None = None
     raw_finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -77,7 +90,9 @@ class Accumulator:
                     self._open_reasoning.redacted = ev.redacted
                 self._open_reasoning = None
             elif t == "tool-call":
-                c.tool_calls.append(CompletedCall(ev.call_id, ev.name, ev.arguments))
+                c.tool_calls.append(CompletedCall(ev.call_id, ev.name, ev.arguments, ev.server))
+            elif t == "tool-result":
+                c.tool_results.append(CompletedResult(ev.call_id, ev.name, ev.output, ev.is_error, ev.server))
             elif t == "start":
                 c.response_id, c.model, c.created = ev.response_id, ev.model, ev.created
             elif t == "finish-step":
