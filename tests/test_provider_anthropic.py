@@ -28,6 +28,7 @@ from sluiceway.core import (
 from sluiceway.providers.anthropic_wire import EventAdapter, request_body
 
 from .providers.gateway import sdk_client
+from .providers.pure import feed_all, types
 from .upstream import sse
 
 KEY = "sk-ant-secret-do-not-leak"
@@ -103,17 +104,7 @@ def steps_of(events: list[dict]) -> list[bytes]:
 
 
 def run(events: list[dict], *, end: bool = True) -> list:
-    a = EventAdapter()
-    out: list = []
-    for e in events:
-        a.feed(e, out)
-    if end:
-        a.end(out)
-    return out
-
-
-def types(events: list) -> list[str]:
-    return [e.type for e in events]
+    return feed_all(EventAdapter(), events, end=end)
 
 
 # ----------------------------------------------------------- state machine

@@ -40,6 +40,7 @@ from sluiceway.providers.bedrock import (
 from .providers.eventstream import EVENTSTREAM as EVENTSTREAM_TYPE
 from .providers.eventstream import event, exception, frame
 from .providers.gateway import sdk_client
+from .providers.pure import types
 from .upstream import Script
 
 AKID, SECRET, TOKEN, REGION = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "sess-token-xyz", "us-west-2"
@@ -105,10 +106,6 @@ def decode(data: bytes, *, chunk: int | None = None, end: bool = True) -> list:
     if end:
         adapter.end(out)
     return out
-
-
-def types(out: list) -> list[str]:
-    return [e.type for e in out]
 
 
 # ----------------------------------------------------------- state machine

@@ -23,6 +23,7 @@ from sluiceway.providers.gemini import GeminiProvider, GeminiSettings
 from sluiceway.providers.gemini_wire import SIG_SEP, ChunkAdapter, request_body, split_call_id
 
 from .providers.gateway import sdk_client, user
+from .providers.pure import feed_all
 from .upstream import Script
 
 KEY = "AIza-gemini-secret-do-not-leak"
@@ -220,12 +221,7 @@ async def test_list_models_uses_gemini_shape_and_header_key(upstream):
 # ------------------------------------------------------ pure state machine
 
 def run(chunks: list[dict]) -> list:
-    a = ChunkAdapter(None, "m")
-    out: list = []
-    for c in chunks:
-        a.feed(c, out)
-    a.end(out)
-    return out
+    return feed_all(ChunkAdapter(None, "m"), chunks)
 
 
 def test_fixture_usage_last_one_wins_and_thoughts_count_as_output():

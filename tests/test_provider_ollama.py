@@ -14,6 +14,7 @@ from sluiceway.providers.frames import NDJSONLines
 from sluiceway.providers.ollama import ChunkAdapter, OllamaProvider, OllamaSettings, request_body
 
 from .providers.gateway import sdk_client, user
+from .providers.pure import feed_all
 from .upstream import Script
 
 NDJSON = {"content-type": "application/x-ndjson"}
@@ -134,12 +135,7 @@ def test_fixture_ndjson_lines_reassemble_split_lines_and_characters():
 
 
 def _run(objs: list[dict]) -> list:
-    a = ChunkAdapter()
-    out: list = []
-    for o in objs:
-        a.feed(o, out)
-    a.end(out)
-    return out
+    return feed_all(ChunkAdapter(), objs)
 
 
 def test_fixture_string_arguments_pass_through_and_missing_id_is_made_up():
