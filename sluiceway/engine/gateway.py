@@ -14,10 +14,12 @@ from ..core.secrets import SECRETS, install_log_scrubber, secret_values
 from ..providers import ModelInfo, Provider, provider_class
 from ..providers.worker import WorkerProvider
 from .agents.provider import attach as attach_agents
+from .workflows.provider import attach as attach_workflows
 from .config import Config, ConfigError, ModelConfig
 from .metrics import Metrics
 from .router import Router
 from .strict import did_you_mean, explain, explain_unknown, known_keys
+from .voice.service import SpeechService
 
 log = logging.getLogger("sluiceway")
 
@@ -88,6 +90,7 @@ class Gateway:
             n: self.providers[n] if n in self.providers and self._specs.get(n) == s else build_provider(n, s, config)
             for n, s in specs.items()}
         attach_agents(self, config, providers)  # agent/<name>: steps call back through self.router
+        attach_workflows(self, config, providers)  # workflow/<id>: model components call self.router
         try:
             router = Router(providers, models, config.timeouts, default_model,
                             resilience=config.resilience, metrics=self.metrics)
@@ -100,6 +103,7 @@ class Gateway:
         retired = [p for n, p in self.providers.items() if providers.get(n) is not p]
         self.config, self.providers, self.router = config, providers, router
         self._specs = copy.deepcopy(specs)
+        self.speech = SpeechService(config.voice, source=config.path, text=config.text)  # engine/voice
         self._models_cache: tuple[float, list[ListedModel]] | None = None
         return retired
 
@@ -122,6 +126,7 @@ class Gateway:
         names = list(self.providers)
         for name, infos in zip(names, await asyncio.gather(*(one(self.providers[n]) for n in names)), strict=True):
             out.extend(ListedModel(f"{name}/{m.id}", name, m.owned_by or name, m.created) for m in infos)
+        out.extend(ListedModel(m, "speech", "sluiceway", 0) for m in self.speech.speech_models())  # espeak, …
         self._models_cache = (now, out)
         return out
 
@@ -130,6 +135,7 @@ class Gateway:
         return {n: p.health() for n, p in self.providers.items() if isinstance(p, WorkerProvider)}
 
     async def aclose(self) -> None:
+        await self.speech.aclose()
         for p in self.providers.values():
             try:
                 await p.aclose()
