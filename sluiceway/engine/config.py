@@ -91,9 +91,6 @@ class ServerConfig(Strict):
     max_body_bytes: int = 16 * 1024 * 1024
     cors_origins: list[str] = Field(default_factory=list)
     admin_key: str | None = None  # guards /admin/keys; SLUICEWAY_ADMIN_KEY overrides; unset = admin API off
-    header_timeout: float = 10.0  # seconds a request's headers may take to arrive; then 408 and close; 0 = never
-    body_timeout: float = 60.0  # seconds its body may take after the headers; 0 = never
-    allowed_hosts: list[str] = Field(default_factory=list)  # extra Host names a loopback server in open mode answers
 
     @field_validator("api_keys")
     @classmethod
@@ -143,7 +140,6 @@ class Config(Strict):
     mcp_servers: dict[str, MCPServerConfig] = Field(default_factory=dict)  # tool sources for agents
     agents: dict[str, AgentConfig] = Field(default_factory=dict)  # served as agent/<name> (engine/agents)
     voice: VoiceConfig = Field(default_factory=VoiceConfig)  # speech providers (engine/voice)
-    workflows: list[str] = Field(default_factory=list)  # model-compose files or folders, served as workflow/<id>
     path: Path | None = Field(default=None, exclude=True)
     text: str | None = Field(default=None, exclude=True, repr=False)  # the file as read, for error line numbers
 

@@ -14,7 +14,6 @@ from ..core.secrets import SECRETS, install_log_scrubber, secret_values
 from ..providers import ModelInfo, Provider, provider_class
 from ..providers.worker import WorkerProvider
 from .agents.provider import attach as attach_agents
-from .workflows.provider import attach as attach_workflows
 from .config import Config, ConfigError, ModelConfig
 from .metrics import Metrics
 from .router import Router
@@ -90,7 +89,6 @@ class Gateway:
             n: self.providers[n] if n in self.providers and self._specs.get(n) == s else build_provider(n, s, config)
             for n, s in specs.items()}
         attach_agents(self, config, providers)  # agent/<name>: steps call back through self.router
-        attach_workflows(self, config, providers)  # workflow/<id>: model components call self.router
         try:
             router = Router(providers, models, config.timeouts, default_model,
                             resilience=config.resilience, metrics=self.metrics)
