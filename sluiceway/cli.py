@@ -49,8 +49,8 @@ def serve(args: argparse.Namespace) -> int:
             # Start winding runs down at the signal, not after uvicorn's drain:
             # clients attached to a run see it end within runs.shutdown_grace
             # instead of holding the drain for its whole timeout.
-            hub = getattr(app.state.sluiceway, "hub", None)
-            stopping = asyncio.ensure_future(hub.stop_runs()) if hub is not None else None
+            runs = app.state.sluiceway.runs
+            stopping = asyncio.ensure_future(runs.stop_runs()) if runs is not None else None
             await super().shutdown(sockets)
             if stopping is not None:
                 await stopping
@@ -122,11 +122,9 @@ async def _keys(args: argparse.Namespace) -> int:
     import json
 
     from .core import SluicewayError
-    from .store import Store
-    from .store import keys as store_keys
+    from .engine import keys as store_keys
 
-    cfg = load_config(args.config)
-    store = await Store.open(os.environ.get("DATABASE_URL") or cfg.store.url)
+    store = await store_keys.open_store(load_config(args.config))
     try:
         if args.keys_command == "create":
             models = [m.strip() for m in (args.models or "").split(",") if m.strip()]

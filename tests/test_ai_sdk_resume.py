@@ -157,7 +157,7 @@ def test_a_chat_is_resumed_only_with_the_key_that_started_it(upstream, make_serv
 async def test_memory_aliases_expire_with_their_run_log():
     import asyncio
 
-    from sluiceway.engine.hub import MemoryRunLog
+    from sluiceway.engine.runs import MemoryRunLog
 
     log = MemoryRunLog(ttl=0.05)
     await log.create("r1", {})
@@ -166,6 +166,8 @@ async def test_memory_aliases_expire_with_their_run_log():
     await log.create("r2", {})
     await log.drop_alias("ai-chat::c", "r2")  # not its run: kept
     assert await log.get_alias("ai-chat::c") == "r1"
-    await log.append("r1", [b'{"type":"finish"}'], end=True)
+    from sluiceway.core import Finish, Usage
+
+    await log.append("r1", [Finish("stop", Usage())], end=True)
     await asyncio.sleep(0.15)
     assert not log.has("r1") and log._aliases == {} and log._alias_of == {}  # nothing left behind

@@ -1,15 +1,14 @@
-"""The hub on its own (no HTTP): every run ends in exactly one terminal event
-in its log, whatever its source or observer does."""
+"""The runs service on its own (no HTTP): every run ends in exactly one
+terminal event in its log, whatever its source or observers do."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
-import orjson
-
 from sluiceway.core import Finish, Start, TextDelta, TextEnd, TextStart, UpstreamUnavailable, Usage
-from sluiceway.engine.hub import Hub, encode_event
+from sluiceway.core import decode_event, encode_event
+from sluiceway.engine.runs import Outcome, Runs
 
 
 class Source:
@@ -33,36 +32,35 @@ class Observer:
     def __init__(self, explode: bool = False) -> None:
         self.explode, self.seen, self.status = explode, [], None
 
-    def batch(self, events, encoded) -> None:
-        assert [orjson.loads(e) for e in encoded] == [orjson.loads(encode_event(ev)) for ev in events]
+    def batch(self, events) -> None:
         self.seen += [ev.type for ev in events]
         if self.explode:
             raise RuntimeError("observer bug")
 
-    async def end(self, status: str) -> None:
-        self.status = status
+    async def end(self, outcome: Outcome) -> None:
+        self.status = outcome
 
 
 BATCHES = [[Start("r", "m", 0), TextStart("t")], [TextDelta("t", "a"), TextDelta("t", "b")],
            [TextEnd("t"), Finish("stop", Usage(1, 2))]]
 
 
-async def log_types(hub: Hub, run_id: str, after: int = 0) -> list[tuple[int, str]]:
+async def log_types(hub: Runs, run_id: str, after: int = 0) -> list[tuple[int, str]]:
     out = []
     async for entries in hub.read(run_id, after):
-        out += [(n, orjson.loads(d)["type"]) for n, d in entries]
+        out += [(n, ev.type) for n, ev in entries]
     return out
 
 
-async def run_one(hub: Hub, run_id: str, src: Source, obs: Observer):
+async def run_one(hub: Runs, run_id: str, src: Source, obs: Observer):
     async def open_():
         return src
-    await hub.start(run_id, open_, obs)
+    await hub.start(run_id, open_, [obs])
     return await hub.wait(run_id)
 
 
 async def test_complete_run_log_and_replay_from_any_point():
-    hub = Hub()
+    hub = Runs()
     obs, src = Observer(), Source(BATCHES)
     assert await run_one(hub, "r1", src, obs) == "complete"
     types = await log_types(hub, "r1")
@@ -74,18 +72,51 @@ async def test_complete_run_log_and_replay_from_any_point():
     await hub.aclose()
 
 
+async def test_the_memory_log_holds_the_very_events_no_json_round_trip():
+    hub = Runs()
+    src = Source(BATCHES)
+    assert await run_one(hub, "r0", src, Observer()) == Outcome.COMPLETE
+    logged = [ev async for entries in hub.read("r0") for _, ev in entries]
+    assert all(a is b for a, b in zip(logged, [ev for batch in BATCHES for ev in batch], strict=True))
+    await hub.aclose()
+
+
+async def test_observers_end_in_list_order_each_once_even_if_one_fails():
+    heard: list[str] = []
+
+    class Saver(Observer):
+        async def end(self, outcome: Outcome) -> None:
+            heard.append(f"saver:{outcome}")
+            raise RuntimeError("the store is down")
+
+    class Accounting(Observer):
+        async def end(self, outcome: Outcome) -> None:
+            heard.append(f"accounting:{outcome}")
+
+    hub = Runs()
+    src = Source(BATCHES)
+
+    async def open_():
+        return src
+    await hub.start("r7", open_, [Saver(), Accounting()])
+    assert await hub.wait("r7") == Outcome.COMPLETE
+    assert heard == ["saver:complete", "accounting:complete"]
+    assert [t for _, t in await log_types(hub, "r7")][-1] == "finish"
+    await hub.aclose()
+
+
 async def test_an_observer_that_fails_still_ends_the_run():
-    hub = Hub()
+    hub = Runs()
     obs, src = Observer(explode=True), Source(BATCHES)
     assert await run_one(hub, "r2", src, obs) == "error"
     types = await log_types(hub, "r2")
     assert [t for _, t in types][-1] == "error" and sum(t in ("finish", "error", "abort") for _, t in types) == 1
-    assert obs.status == "error" and src.closed and "r2" not in hub.runs
+    assert obs.status == "error" and src.closed and "r2" not in hub.active
     await hub.aclose()
 
 
 async def test_source_errors_and_missing_finish_end_in_one_error_event():
-    hub = Hub()
+    hub = Runs()
     for run_id, src in (("r3", Source(BATCHES[:2], fail=UpstreamUnavailable("gone"))), ("r4", Source(BATCHES[:2]))):
         obs = Observer()
         assert await run_one(hub, run_id, src, obs) == "error"
@@ -95,12 +126,12 @@ async def test_source_errors_and_missing_finish_end_in_one_error_event():
 
 
 async def test_stop_and_shutdown_interrupt_with_one_abort():
-    hub = Hub(shutdown_grace=0)
+    hub = Runs(shutdown_grace=0)
     src, obs = Source(BATCHES[:2], hang=True), Observer()
 
     async def open_():
         return src
-    await hub.start("r5", open_, obs)
+    await hub.start("r5", open_, [obs])
     await asyncio.sleep(0.01)
     assert await hub.stop("r5", "stopped") is True
     assert await hub.stop("r5", "again") is False
@@ -109,7 +140,7 @@ async def test_stop_and_shutdown_interrupt_with_one_abort():
 
     async def open2():
         return src2
-    await hub.start("r6", open2, obs2)
+    await hub.start("r6", open2, [obs2])
     await asyncio.sleep(0.01)
     await hub.aclose()
     assert obs2.status == "interrupted" and src2.closed
@@ -129,7 +160,6 @@ def test_every_event_type_round_trips_through_the_log_encoding():
         ToolInputStart,
         ToolResult,
     )
-    from sluiceway.engine.hub import decode_event
 
     evs = [Start("r", "m", 1), TextStart("t"), TextDelta("t", "日本 \n \"q\""), TextEnd("t"), ReasoningStart("r1"),
            ReasoningDelta("r1", "hm"), ReasoningEnd("r1", signature="sig"), ToolInputStart("c", "f"),

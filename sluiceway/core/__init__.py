@@ -2,6 +2,7 @@
 from the project."""
 
 from .builder import EventBuilder
+from .codec import decode_event, encode_event
 from .errors import (
     AuthError,
     BadRequest,
@@ -55,6 +56,8 @@ from .wire import WireTrace
 
 __all__ = [
     "Accumulator",
+    "decode_event",
+    "encode_event",
     "Completion",
     "EventBuilder",
     "fold",

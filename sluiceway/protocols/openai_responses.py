@@ -478,6 +478,10 @@ class Encoder:
         self.done = True
 
 
+    def result(self) -> dict[str, Any]:
+        """The Response object as it stands: the final one, or cancelled."""
+        return self.final or self.cancelled()
+
     def cancelled(self) -> dict[str, Any]:
         """The Response object of a run stopped before its end (no terminal
         event was sent): what was streamed, the open item marked incomplete."""

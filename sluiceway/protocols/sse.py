@@ -43,3 +43,8 @@ def text_data(text: str, *, event: str | None = None, id: str | None = None) -> 
     if event:
         head += b"event: " + event.encode() + b"\n"
     return head + b"".join(b"data: " + ln.encode() + b"\n" for ln in lines) + b"\n"
+
+
+def numbered(n: int, payload: bytes) -> bytes:
+    """An event with an ``id:`` line, so a client can resume after it (Last-Event-ID)."""
+    return b"id: %d\ndata: %s\n\n" % (n, payload)

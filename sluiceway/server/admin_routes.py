@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from ..core import AuthError, BadRequest, NotFound, SluicewayError
+from ..core import AuthError, BadRequest, NotFound
 from ..store import keys
 from .auth import auth_of
-from .openai_routes import JSON, error_response, internal_error
+from .errors import json_response, unavailable
 from .requests import presented_key, read_json
+from .schemas import ADMIN, arr, body, errors, obj, ok, ref
 from .state import AppState
+from .table import Op, path
 
 log = logging.getLogger("sluiceway.admin")
 FIELDS = ("name", "models", "rpm", "tpm", "max_concurrent_streams")
@@ -42,62 +41,52 @@ def _check_admin(request: Request) -> None:
 def _store(request: Request):
     state: AppState = request.app.state.sluiceway
     if state.store is None:
-        raise SluicewayError("the store is not open", status=503, code="unavailable")
+        raise unavailable()
     return state.store
 
 
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj), status, media_type=JSON)
+async def list_keys(request: Request) -> Response:
+    _check_admin(request)
+    return json_response({"object": "list", "data": await keys.list_keys(_store(request))})
 
 
-async def _guarded(request: Request, work) -> Response:
-    try:
-        _check_admin(request)
-        return await work(request)
-    except SluicewayError as e:
-        return error_response(e)
-    except Exception:
-        log.exception("%s %s failed", request.method, request.url.path)
-        return error_response(internal_error())
-
-
-async def _list_or_create(request: Request) -> Response:
+async def create_key(request: Request) -> Response:
+    _check_admin(request)
     store = _store(request)
-    if request.method == "GET":
-        return _json({"object": "list", "data": await keys.list_keys(store)})
     state: AppState = request.app.state.sluiceway
-    body = await read_json(request, state.config.server.max_body_bytes)
-    if not isinstance(body, dict):
+    raw = await read_json(request, state.config.server.max_body_bytes)
+    if not isinstance(raw, dict):
         raise BadRequest("the body must be a JSON object")
-    for k in body:
+    for k in raw:
         if k not in FIELDS:
             raise BadRequest(f"unknown field {k!r}; allowed: {', '.join(FIELDS)}", param=str(k))
-    if "name" not in body:
+    if "name" not in raw:
         raise BadRequest("'name' is required", param="name")
-    record, raw = await keys.create_key(store, **body)
+    record, key = await keys.create_key(store, **raw)
     auth_of(request).forget()
-    return _json({**record, "key": raw}, 201)
+    return json_response({**record, "key": key}, 201)
 
 
-async def _revoke(request: Request) -> Response:
+async def revoke_key(request: Request) -> Response:
+    _check_admin(request)
     key_id = request.path_params["key_id"]
     record = await keys.revoke_key(_store(request), key_id)
     if record is None:
         raise NotFound(f"API key {key_id!r} does not exist", code="key_not_found")
     auth_of(request).forget()
-    return _json(record)
+    return json_response(record)
 
 
-async def admin_keys(request: Request) -> Response:
-    return await _guarded(request, _list_or_create)
-
-
-async def admin_key(request: Request) -> Response:
-    return await _guarded(request, _revoke)
-
-
-def routes() -> list[Route]:
+def ops() -> list[Op]:
+    # the admin key is checked by each handler (404 while no admin key is set), not the API keys
     return [
-        Route("/admin/keys", admin_keys, methods=["GET", "POST"]),
-        Route("/admin/keys/{key_id}", admin_key, methods=["DELETE"]),
+        Op("GET", "/admin/keys", list_keys, "List virtual API keys (prefixes only)", "admin", "listKeys",
+           {"200": ok(obj({"object": {"const": "list"}, "data": arr(ref("ApiKey"))})),
+            **errors("OpenAIError", 401, 404)}, security=ADMIN, auth=False),
+        Op("POST", "/admin/keys", create_key, "Create a virtual API key; the key is in this response only",
+           "admin", "createKey", {"201": ok(ref("ApiKeyCreated")), **errors("OpenAIError", 400, 401, 404)},
+           body=body(ref("ApiKeyCreate")), security=ADMIN, auth=False),
+        Op("DELETE", "/admin/keys/{key_id}", revoke_key, "Revoke a virtual API key", "admin", "revokeKey",
+           {"200": ok(ref("ApiKey")), **errors("OpenAIError", 401, 404)}, (path("key_id"),), security=ADMIN,
+           auth=False),
     ]

@@ -14,14 +14,27 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from ..engine.config import Config, load_config
 from ..engine.gateway import Gateway
-from . import admin_routes, chat_routes, openai_routes, openapi, web_routes
+from ..engine.runs import close_runs, open_runs
+from . import (
+    admin_routes,
+    chat_routes,
+    openai_routes,
+    openapi,
+    protocol_routes,
+    responses_routes,
+    run_routes,
+    session_routes,
+    table,
+    ui_routes,
+    web_routes,
+)
 from .auth import Auth
+from .errors import json_response
 from .observe import request_id
-from .protocol_routes import routes as protocol_routes
 from .state import AppState
 
 log = logging.getLogger("sluiceway.server")
@@ -60,7 +73,7 @@ async def healthz(request: Request) -> Response:
     providers = request.app.state.sluiceway.gateway.health()
     bad = any(p["status"] == "unhealthy" for p in providers.values())
     body = {"status": "degraded" if bad else "ok", "providers": providers}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return json_response(body)
 
 
 async def metrics(request: Request) -> Response:
@@ -73,13 +86,30 @@ async def metrics(request: Request) -> Response:
 async def not_found(request: Request, exc: Exception) -> Response:
     body = {"error": {"message": f"no route for {request.method} {request.url.path}",
                       "type": "invalid_request_error", "param": None, "code": "not_found"}}
-    return Response(orjson.dumps(body), 404, media_type="application/json")
+    return json_response(body, 404)
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
     body = {"error": {"message": f"{request.method} is not allowed on {request.url.path}",
                       "type": "invalid_request_error", "param": None, "code": "method_not_allowed"}}
-    return Response(orjson.dumps(body), 405, media_type="application/json")
+    return json_response(body, 405)
+
+
+def api_ops() -> list[table.Op]:
+    """The route table: every documented operation (``table.Op``), each
+    module's next to its handlers."""
+    return [
+        *openapi.ops(healthz, metrics),
+        *openai_routes.ops(),  # /v1/models
+        *protocol_routes.ops(),  # Chat Completions, Messages, plain SSE
+        *responses_routes.ops(),  # Responses and the stored-Responses API
+        *ui_routes.ops(),  # the AI SDK UI stream and its resume
+        *chat_routes.ops(),  # session chat
+        *run_routes.ops(),  # runs: state, reattach, stop
+        *session_routes.ops(),  # sessions, messages, titles, export, traces
+        *admin_routes.ops(),  # virtual keys (404 unless an admin key is set)
+        *web_routes.ops(),  # the browser UI's pages
+    ]
 
 
 def create_app(config: Config | None = None, gateway: Gateway | None = None) -> Starlette:
@@ -88,31 +118,27 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await chat_routes.startup(app.state.sluiceway)  # store + run hub
+        state = app.state.sluiceway
+        state.store, state.runs = await open_runs(cfg)  # the store and the runs service
         try:
             yield
         finally:
-            await chat_routes.shutdown(app.state.sluiceway)  # active runs saved before the store closes
+            await close_runs(state.store, state.runs)  # active runs saved before the store closes
             await app.state.auth.aclose()
             await gw.aclose()
 
-    routes = [
-        Route("/healthz", healthz),
-        Route("/metrics", metrics),
-        Route("/openapi.json", openapi.openapi_json),
-        Route("/v1/models", openai_routes.list_models),
-        Route("/v1/models/{model:path}", openai_routes.get_model),
-        *protocol_routes(),
-    ]
-    routes += chat_routes.routes()  # session chat, sessions, runs (resume/stop), traces
-    routes += admin_routes.routes()  # virtual keys (404 unless an admin key is set)
+    ops = api_ops()
+    routes: list[BaseRoute] = table.to_routes(ops)
+    # modules that hand over plain Starlette routes (documented from them, below):
     middleware = [Middleware(RequestId)]
     if cfg.server.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins,
                                      allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"]))
-    routes += web_routes.routes()  # the browser UI goes LAST so it never shadows an API route
+    ops += table.from_routes(routes[len(ops):])
+    routes += web_routes.static()  # the browser UI's files go LAST so they never shadow an API route
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers={404: not_found, 405: method_not_allowed})
     app.state.sluiceway = AppState(cfg, gw)
     app.state.auth = Auth.for_state(app.state.sluiceway)  # keys and limits (server/auth.py)
+    app.state.openapi = orjson.dumps(openapi.openapi_document(ops))  # from the same table as the routes
     return app

@@ -2,9 +2,9 @@
 
 Every API route calls ``authenticate(request)`` where it used to check the
 static key list, and generation routes call ``admit(request, model)`` once
-they know the model. The resulting ``Grant`` is a stream tap: it records
-the response's token usage when the stream finishes and frees the key's
-stream slot when it ends.
+they know the model. The resulting ``Grant`` is a stream observer
+(``engine.runs.Observer``): it records the response's token usage when the
+stream finishes and frees the key's stream slot when it ends.
 
 Keys:
 - static keys (``server.api_keys``): no limits, every model;
@@ -32,6 +32,7 @@ from starlette.requests import Request
 
 from ..core import AuthError, Event, PermissionDenied, Usage
 from ..engine.limits import Limiter, Limits, MemoryLimiter
+from ..engine.runs import Outcome
 from .requests import presented_key
 
 if TYPE_CHECKING:
@@ -63,8 +64,8 @@ STATIC = Principal(name="static")
 
 
 class Grant:
-    """One admitted generation. A ``Tap`` for ``SSEResponse``: ``batch``
-    sees the finish usage, ``end`` frees the stream slot (once)."""
+    """One admitted generation, as a stream observer: ``batch`` sees the
+    finish usage, ``end`` frees the stream slot (once)."""
 
     __slots__ = ("auth", "key", "lease", "holds", "counts", "_counted", "_ended")
 
@@ -88,7 +89,15 @@ class Grant:
         self._counted = True
         self.auth.spawn(self.auth.limiter.add_tokens(self.key, usage.total))
 
-    def end(self, outcome: str = "complete") -> None:
+    def observers(self, *others: Any) -> list[Any]:
+        """``others`` then this grant, unless it has nothing to do: the common
+        stream (no limited key) pays for no extra observer per batch."""
+        return [*others] if self.inert else [*others, self]
+
+    async def end(self, outcome: Outcome = Outcome.COMPLETE) -> None:
+        self.release()
+
+    def release(self) -> None:
         if self._ended:
             return
         self._ended = True
@@ -100,38 +109,8 @@ class Grant:
         try:
             return await work
         except BaseException:
-            self.end("error")
+            self.release()
             raise
-
-    def observe(self, observer: Any) -> Any:
-        """Wrap a hub ``Observer`` (the recorder) so a run's usage and end reach the grant."""
-        return _Observed(observer, self) if self.holds or self.counts else observer
-
-
-class _Observed:
-    __slots__ = ("inner", "grant")
-
-    def __init__(self, inner: Any, grant: Grant) -> None:
-        self.inner, self.grant = inner, grant
-
-    def batch(self, events: list[Event], encoded: list[bytes]) -> None:  # hub.Observer: events + their JSON
-        self.grant.batch(events)
-        self.inner.batch(events, encoded)
-
-    async def end(self, status: str) -> None:
-        try:
-            await self.inner.end(status)
-        finally:
-            self.grant.end(status)
-
-    def __getattr__(self, name: str) -> Any:  # e.g. the recorder's ``opened``
-        return getattr(self.inner, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _Observed.__slots__:
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self.inner, name, value)
 
 
 FREE = Grant()  # static keys and open servers: nothing to hold or count

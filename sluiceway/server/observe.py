@@ -12,14 +12,16 @@ import orjson
 
 from ..core import Event
 from ..engine.metrics import Metrics
+from ..engine.runs import Outcome
 from .tracing import start_span
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 class StreamObserver:
-    """A streaming ``Tap``: looks at the first and last event of each batch
-    only, so it costs next to nothing per chunk."""
+    """Metrics and the trace span of one stream, as a stream observer
+    (``engine.runs.Observer``): looks at the first and last event of each
+    batch only, so it costs next to nothing per chunk."""
 
     __slots__ = ("m", "protocol", "model", "t0", "first_at", "output", "input", "outcome", "_ended", "span",
                  "reason")
@@ -52,13 +54,16 @@ class StreamObserver:
             else:
                 self.outcome = "error"
 
-    def end(self, outcome: str) -> None:
+    async def end(self, outcome: Outcome) -> None:
+        self.close(outcome)
+
+    def close(self, outcome: Outcome) -> None:
         if self._ended:
             return
         self._ended = True
         m = self.m
         m.active_streams.dec()
-        if outcome == "disconnect":
+        if outcome is Outcome.INTERRUPTED:  # the metric's label for it has always been "disconnect"
             self.outcome = "disconnect"
             m.cancellations.inc()
         m.requests.labels(self.protocol, self.model, self.outcome).inc()
@@ -80,30 +85,6 @@ class StreamObserver:
                 gen = time.perf_counter() - self.first_at
                 if gen > 0.001:
                     m.tokens_per_s.labels(self.model).observe(self.output / gen)
-
-
-class Taps:
-    """Several taps behind one."""
-
-    __slots__ = ("taps",)
-
-    def __init__(self, *taps) -> None:
-        self.taps = [t for t in taps if t is not None]
-
-    @classmethod
-    def of(cls, *taps):
-        """The taps that do something, behind one; a lone tap is returned as
-        is, so the common stream (no limited key) pays no fan-out per batch."""
-        live = [t for t in taps if t is not None and not getattr(t, "inert", False)]
-        return live[0] if len(live) == 1 else cls(*live)
-
-    def batch(self, events: list[Event]) -> None:
-        for t in self.taps:
-            t.batch(events)
-
-    def end(self, outcome: str) -> None:
-        for t in self.taps:
-            t.end(outcome)
 
 
 class JsonFormatter(logging.Formatter):

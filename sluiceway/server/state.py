@@ -9,7 +9,7 @@ from ..engine.config import Config
 from ..engine.gateway import Gateway
 
 if TYPE_CHECKING:
-    from ..engine.hub import Hub
+    from ..engine.runs import Runs
     from ..store import Store
 
 
@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 class AppState:
     config: Config
     gateway: Gateway
-    store: Store | None = None  # opened in the lifespan (chat_routes.startup)
-    hub: Hub | None = None
+    store: Store | None = None  # opened in the lifespan (engine.runs.open_runs)
+    runs: Runs | None = None
 
     @property
     def api_keys(self) -> list[str]:

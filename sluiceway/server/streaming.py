@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from ..core import Error, Event, SluicewayError
-from ..engine.hub import Hub
 from ..engine.router import Opened
+from ..engine.runs import Entry, Observer, Outcome, Runs, batch_all, end_all
 from ..protocols import sse
 
 log = logging.getLogger("sluiceway.stream")
@@ -32,14 +32,6 @@ class Encoder(Protocol):
     done: bool
 
     def feed(self, events: list[Event]) -> bytes: ...
-
-
-class Tap(Protocol):
-    """Sees every batch the client is sent (recorder, hub, metrics)."""
-
-    def batch(self, events: list[Event]) -> None: ...
-
-    def end(self, outcome: str) -> None: ...  # "complete" | "error" | "disconnect"
 
 
 class ClientGone(Exception):
@@ -77,31 +69,30 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
 
 class SSEResponse:
     def __init__(self, opened: Opened, encoder: Encoder, *, keepalive: float = 15.0,
-                 headers: list[tuple[bytes, bytes]] | None = None, tap: Tap | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None, observers: list[Observer] | None = None,
                  stall_timeout: float = 60.0) -> None:
         self.opened = opened
         self.encoder = encoder
         self.keepalive = keepalive
         self.stall_timeout = stall_timeout
         self.headers = sse.HEADERS + (headers or [])
-        self.tap = tap
+        self.observers = observers or []
         self._last = 0.0  # when the last write was handed to the server
         self._blocked = 0.0  # when the current write started waiting for the client (0: not waiting)
         self._stalled = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-        outcome = "complete"
+        outcome = Outcome.COMPLETE  # (an error event is the observers' to see)
         try:
             await until_disconnect(receive, self._pump(send))
         except ClientGone:
-            outcome = "disconnect"
+            outcome = Outcome.INTERRUPTED
             log.info("client disconnected; upstream cancelled")
         except OSError:  # the socket died under a send
-            outcome = "disconnect"
+            outcome = Outcome.INTERRUPTED
         finally:
-            if self.tap is not None:
-                self.tap.end(outcome)
+            await end_all(self.observers, outcome)
 
     async def _pump(self, send: Send) -> None:
         """Backpressure: ``send`` waits while the client's socket buffer is
@@ -109,12 +100,12 @@ class SSEResponse:
         upstream) instead of growing a buffer. A client that stops reading
         for ``stall_timeout`` is dropped and its upstream closed."""
         loop = asyncio.get_running_loop()
-        enc, tap = self.encoder, self.tap
+        enc, obs = self.encoder, self.observers
         self._last = loop.time()
         watch = asyncio.ensure_future(self._watchdog(send, asyncio.current_task())) \
             if self.keepalive > 0 or self.stall_timeout > 0 else None
         try:
-            await self._relay(send, loop, enc, tap)
+            await self._relay(send, loop, enc, obs)
         except asyncio.CancelledError:
             if not self._stalled:
                 raise
@@ -132,14 +123,13 @@ class SSEResponse:
         await send({"type": "http.response.body", "body": data, "more_body": True})
         self._blocked = 0.0
 
-    async def _relay(self, send: Send, loop: asyncio.AbstractEventLoop, enc: Encoder, tap: Tap | None) -> None:
-        if tap is not None:
-            tap.batch(self.opened.first)
+    async def _relay(self, send: Send, loop: asyncio.AbstractEventLoop, enc: Encoder, obs: list[Observer]) -> None:
+        batch_all(obs, self.opened.first)
         await self._write(send, enc.feed(self.opened.first), loop)
         try:
             async for batch in self.opened.rest:
-                if tap is not None:
-                    tap.batch(batch)
+                for o in obs:  # inline: this loop runs once per upstream read
+                    o.batch(batch)
                 data = enc.feed(batch)
                 if data:
                     await self._write(send, data, loop)
@@ -154,8 +144,7 @@ class SSEResponse:
                 log.exception("stream failed")
                 err = SluicewayError("internal error while streaming", code="internal_error")
             ev: list[Event] = [Error(err.code, err.message, err.retryable, err.status)]
-            if tap is not None:
-                tap.batch(ev)
+            batch_all(obs, ev)
             await self._write(send, enc.feed(ev), loop)
 
     async def _watchdog(self, send: Send, pump: asyncio.Task | None) -> None:
@@ -198,19 +187,19 @@ def stall_guarded(send: Send, timeout: float) -> Send:
 
 
 class RunSSE:
-    """One hub run's log over SSE: the entries after ``after`` (replay), then
-    the live tail, each read rendered to bytes by ``render``. Ends when the
-    log ends or ``finished()`` says the rendering is complete.
-    ``on_disconnect`` runs if the client leaves first, ``on_delivered`` once
-    it has had the whole answer."""
+    """One run's log over SSE: the entries after ``after`` (replay), then the
+    live tail, each read rendered to bytes by ``render``. Ends when the log
+    ends or ``finished()`` says the rendering is complete. ``on_disconnect``
+    runs if the client leaves first, ``on_delivered`` once it has had the
+    whole answer."""
 
-    def __init__(self, hub: Hub, run_id: str, render: Callable[[list[tuple[int, bytes]]], bytes], *,
+    def __init__(self, runs: Runs, run_id: str, render: Callable[[list[Entry]], bytes], *,
                  after: int = 0, first: bytes = b"", keepalive: float, stall_timeout: float = 60.0,
                  headers: list[tuple[bytes, bytes]] | None = None,
                  finished: Callable[[], bool] | None = None,
                  on_disconnect: Callable[[], Awaitable[Any]] | None = None,
                  on_delivered: Callable[[], Awaitable[Any]] | None = None) -> None:
-        self.hub, self.run_id, self.render, self.after, self.first = hub, run_id, render, after, first
+        self.runs, self.run_id, self.render, self.after, self.first = runs, run_id, render, after, first
         self.keepalive, self.stall_timeout = keepalive, stall_timeout
         self.headers = sse.HEADERS + (headers or [])
         self.finished = finished
@@ -236,10 +225,18 @@ class RunSSE:
     async def _pump(self, send: Send) -> None:
         if self.first:
             await send({"type": "http.response.body", "body": self.first, "more_body": True})
-        async for entries in self.hub.read(self.run_id, self.after, heartbeat=self.keepalive or None):
+        async for entries in self.runs.read(self.run_id, self.after, heartbeat=self.keepalive or None):
             body = self.render(entries) if entries else sse.KEEPALIVE
             if body:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             if self.finished is not None and self.finished():
                 break
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def replay(runs: Runs, run_id: str, encoder: Encoder, **kw: Any) -> RunSSE:
+    """One run's log, from its start, through a fresh protocol encoder: every
+    reader gets the protocol's own frames, numbered the same way. The log
+    holds events, so nothing is decoded."""
+    return RunSSE(runs, run_id, lambda entries: encoder.feed([ev for _, ev in entries]),
+                  finished=lambda: encoder.done, **kw)

@@ -13,8 +13,11 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
+
+from .schemas import PUBLIC, s
+from .table import Op, path
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 NODE_MODULES = WEB_DIR / "node_modules"
@@ -62,11 +65,18 @@ class _Static(StaticFiles):
         return resp
 
 
-def routes() -> list[BaseRoute]:
-    """Register these LAST: they must never shadow an API route."""
+def ops() -> list[Op]:
+    """Served as they are (no API key, no JSON errors)."""
+    html = {"200": {"description": "HTML", "content": {"text/html": {"schema": s()}}}}
     return [
-        Route("/", index),
-        Route("/index.html", index),
-        Route("/vendor/{name}", vendor),
-        Mount("/static", _Static(directory=WEB_DIR, check_dir=False), name="static"),
+        Op("GET", "/", index, "The chat UI", "ui", "index", html, security=PUBLIC, raw=True),
+        Op("GET", "/index.html", index, "The chat UI", "ui", "indexHtml", html, security=PUBLIC, raw=True),
+        Op("GET", "/vendor/{name}", vendor, "The UI's vendored JavaScript libraries", "ui", "vendor",
+           {"200": {"description": "A file"}, "404": {"description": "Not found"}},
+           (path("name", s(minLength=1, maxLength=100)),), security=PUBLIC, raw=True),
     ]
+
+
+def static() -> list[BaseRoute]:
+    """The UI's files. Register LAST: they must never shadow an API route."""
+    return [Mount("/static", _Static(directory=WEB_DIR, check_dir=False), name="static")]

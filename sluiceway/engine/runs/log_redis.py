@@ -21,6 +21,9 @@ read from memory, and Redis is written behind by one writer task per run that
 sends whatever has piled up in one pipelined round trip. So Redis latency is
 never on the relay path, and a slow Redis coalesces writes instead of
 slowing the stream. Only the end of a run waits for Redis to have it all.
+
+This is the only run log that serialises events (``core.codec``): the
+writer encodes what it sends, a remote reader decodes what it reads.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from .hub import Entry, MemoryRunLog
+from ...core import Event, decode_event, encode_event
+from .log_memory import Entry, MemoryRunLog
 
-log = logging.getLogger("sluiceway.hub")
+log = logging.getLogger("sluiceway.runs")
 
 # delete a key only if it still holds the given value, atomically
 _DROP_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -45,7 +49,7 @@ _DROP_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.cal
 
 @dataclass(slots=True)
 class _Writer:
-    pending: list[bytes] = field(default_factory=list)
+    pending: list[Event] = field(default_factory=list)
     end: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -112,12 +116,12 @@ class RedisRunLog:
             p.set(self._key(run_id, ":live"), b"1", px=int(self.live_ttl * 1000))
             await p.execute()
 
-    async def append(self, run_id: str, payloads: list[bytes], *, end: bool = False) -> None:
-        await self.local.append(run_id, payloads, end=end)
+    async def append(self, run_id: str, events: list[Event], *, end: bool = False) -> None:
+        await self.local.append(run_id, events, end=end)
         w = self._writers.get(run_id)
         if w is None:
             return
-        w.pending.extend(payloads)
+        w.pending.extend(events)
         w.end = w.end or end
         w.wake.set()
         if end and w.task is not None:
@@ -141,7 +145,8 @@ class RedisRunLog:
                 self._writers.pop(run_id, None)
                 return
 
-    async def _write(self, run_id: str, payloads: list[bytes], end: bool) -> None:
+    async def _write(self, run_id: str, events: list[Event], end: bool) -> None:
+        payloads = [encode_event(ev) for ev in events]
         n = self._seq.get(run_id)
         if n is None:
             return
@@ -198,7 +203,7 @@ class RedisRunLog:
                 if fields[b"d"]:
                     for i, payload in enumerate(fields[b"d"].split(b"\n"), int(fields[b"s"])):
                         if i > seen:
-                            out.append((i, payload))
+                            out.append((i, decode_event(payload)))
                             seen = i
                 ended = ended or b"end" in fields
             last = entries[-1][0].decode()
@@ -251,7 +256,7 @@ class RedisRunLog:
 
     async def aclose(self) -> None:
         writers = [w.task for w in self._writers.values() if w.task is not None]
-        if writers:  # runs have ended by now (the hub closes first): let their last writes land
+        if writers:  # runs have ended by now (the service closes first): let their last writes land
             await asyncio.wait(writers, timeout=5)
         for w in self._writers.values():
             if w.task is not None:

@@ -24,9 +24,11 @@ from typing import Any
 
 import orjson
 
-from ..core import Accumulator, ChatRequest, Event, WireTrace
-from ..core.tokens import estimate_tokens
-from ..store import Store
+from ...core import Accumulator, ChatRequest, Event, WireTrace, encode_event
+from ...core.secrets import scrub_obj
+from ...core.tokens import estimate_tokens
+from ...store import Store
+from .observers import Outcome
 
 log = logging.getLogger("sluiceway.recorder")
 
@@ -52,7 +54,7 @@ def request_trace(req: ChatRequest, opened: Any) -> dict[str, Any]:
     if isinstance(dumped.get("headers"), dict):  # header values may be credentials whatever their name
         dumped["headers"] = {k: "[redacted]" for k in dumped["headers"]}
     return {"provider": getattr(provider, "name", None), "kind": getattr(provider, "kind", None),
-            "upstream_model": getattr(dep, "model", None), "settings": redact(dumped),
+            "upstream_model": getattr(dep, "model", None), "settings": scrub_obj(redact(dumped)),
             "attempts": list(getattr(opened, "attempts", []) or []),
             # orjson serialises the (slotted) dataclasses itself; wire is reported below, not copied
             "request": orjson.loads(orjson.dumps({f.name: getattr(req, f.name) for f in fields(req)
@@ -74,14 +76,14 @@ class Recorder:
         self.t0 = time.monotonic()
         self.t_first: float | None = None
         self.acc = Accumulator()
-        self.events: list[bytes] = []
+        self.events: list[Event] = []  # for the trace: encoded once, at the end
         self.partial_calls: dict[str, dict[str, str]] = {}  # call_id → {name, arguments} still arriving
         self.results: list[dict[str, Any]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._saving: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- observer
-    def batch(self, events: list[Event], encoded: list[bytes]) -> None:
+    def batch(self, events: list[Event]) -> None:
         self.acc.feed(events)
         for ev in events:
             t = ev.type
@@ -97,11 +99,12 @@ class Recorder:
                 self.results.append({"type": "tool_result", "call_id": ev.call_id, "name": ev.name,
                                      "output": ev.output, "is_error": ev.is_error})
         if self.trace:
-            self.events.extend(encoded)
+            self.events.extend(events)
         if self.interval > 0 and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self._checkpoint)
 
-    async def end(self, status: str) -> None:
+    async def end(self, outcome: Outcome) -> None:
+        status = str(outcome)  # the stored message status: complete | interrupted | error
         if self._timer is not None:
             self._timer.cancel()
         if self._saving is not None:
@@ -134,8 +137,8 @@ class Recorder:
         if self.trace and saved:  # (not saved: the session was deleted meanwhile)
             await self.store.save_trace(self.message_id, kind="canonical-events",
                                         request=request_trace(self.req, self.opened),
-                                        # already JSON: spliced in as is, never decoded and re-encoded
-                                        response=orjson.Fragment(b"[" + b",".join(self.events) + b"]"))
+                                        response=orjson.Fragment(
+                                            b"[" + b",".join(encode_event(ev) for ev in self.events) + b"]"))
 
     # ------------------------------------------------------------- helpers
     def parts(self) -> list[dict[str, Any]]:
