@@ -188,6 +188,14 @@ def _resolved(admin: ProviderAdmin, entry: dict[str, Any], env: dict[str, str]) 
     return out, secrets
 
 
+def _within(request: Request) -> float:
+    """``?timeout=`` seconds for each step of a connection test (default 10)."""
+    try:
+        return min(max(float(request.query_params.get("timeout", "10")), 0.2), 60.0)
+    except ValueError:
+        raise BadRequest("timeout must be a number of seconds", param="timeout") from None
+
+
 async def test_saved(request: Request) -> Response:
     admin = admin_of(request)
     name = request.path_params["name"]
@@ -196,7 +204,8 @@ async def test_saved(request: Request) -> Response:
         raise KeyError(name)
     kind = spec.get("kind") or name
     secrets = [str(spec[k]) for k in catalogue.secret_fields(kind) if spec.get(k)] if kind in catalogue.KINDS else []
-    return _json({"name": name, **await test_connection(name, dict(spec), secrets=secrets)})
+    return _json({"name": name, **await test_connection(name, dict(spec), secrets=secrets,
+                                                       within=_within(request))})
 
 
 async def test_form(request: Request) -> Response:
@@ -208,7 +217,8 @@ async def test_form(request: Request) -> Response:
     existing = admin._raw_entry(name) if isinstance(name, str) else None
     _, kind, entry, env = admin.validate(body, existing, partial=False)
     spec, secrets = _resolved(admin, entry, env)
-    return _json({"name": name, **await test_connection(str(name), spec, secrets=secrets)})
+    return _json({"name": name, **await test_connection(str(name), spec, secrets=secrets,
+                                                       within=_within(request))})
 
 
 # ---------------------------------------------------------------- lifecycle
@@ -220,7 +230,8 @@ async def startup(app: Any) -> None:
     state: AppState = app.state.sluiceway
     admin = ProviderAdmin(state.gateway)
     app.state.settings = admin
-    sync = SettingsSync(admin, os.environ.get("REDIS_URL") or state.config.runs.redis_url)
+    poll = float(os.environ.get("SLUICEWAY_SETTINGS_POLL", "0.5"))  # seconds between stats of the files
+    sync = SettingsSync(admin, os.environ.get("REDIS_URL") or state.config.runs.redis_url, interval=poll)
     await sync.start()
     app.state.settings_sync = sync
 

@@ -258,6 +258,7 @@ class ProviderAdmin:
                         current[k] = v
             else:
                 providers[name] = CommentedMap(entry)
+                providers.fa.set_block_style()  # ``providers: {}`` grows into a block, not one long line
 
         edit_yaml(self.path, change)
 
@@ -290,6 +291,8 @@ class ProviderAdmin:
             providers = doc.get("providers")
             if isinstance(providers, dict) and name in providers:
                 del providers[name]
+                if not providers:  # an empty block mapping would be written as an invalid bare "{}" line
+                    providers.fa.set_flow_style()
 
         edit_yaml(self.path, change)
         if ours:

@@ -100,7 +100,8 @@ async def _sniff(url: str, headers: dict[str, str], within: float) -> str | None
                     doc = await r.json(content_type=None)
             except Exception:
                 continue
-            if kind == "openai" and isinstance(doc, dict) and isinstance(doc.get("data"), list):
+            if kind == "openai" and isinstance(doc, dict) and doc.get("object") == "list" \
+                    and isinstance(doc.get("data"), list):
                 return "openai"
             if kind == "ollama" and isinstance(doc, dict) and "models" in doc:
                 return "ollama"
@@ -160,15 +161,13 @@ async def test_connection(name: str, spec: dict[str, Any], *, secrets: list[str]
             return _result(False, "timeout", f"no answer within {within:g} s: {msg}", models=models[:200])
         if isinstance(e, UpstreamUnavailable) and "connect" in msg:
             return _result(False, "unreachable", msg, models=models[:200])
-        if isinstance(e, NotFound) and models and model in models:
-            pass  # the model exists, the chat endpoint does not: the kind or base URL is off
-        elif isinstance(e, NotFound) and models:
-            return _result(False, "unknown_model", f"{model!r} is not one of the {len(models)} listed models",
-                           models=models[:200])
         guess = await _sniff(url, {}, within) if url else None
         if guess and guess != kind:
             return _result(False, "wrong_kind", f"this looks like a {guess} API, not {kind}: {msg}",
                            suggested_kind=guess, models=models[:200])
+        if isinstance(e, NotFound) and models and model not in models:
+            return _result(False, "unknown_model", f"{model!r} is not one of the {len(models)} listed models",
+                           models=models[:200])
         diagnosis = "bad_url" if isinstance(e, NotFound) else (
             "rejected" if isinstance(e, BadRequest) else "wrong_kind" if "json" in msg.lower() else "upstream_error")
         return _result(False, diagnosis, msg, models=models[:200])
