@@ -43,11 +43,8 @@ class AnthropicProvider(RemoteProvider):
 
     def headers(self) -> dict[str, str]:
         s = self.settings
-        h = {"anthropic-version": s.anthropic_version, **s.headers}
-        if s.api_key is not None:
-            h["x-api-key"] = s.api_key.get_secret_value()
-        elif s.auth_token is not None:
-            h["authorization"] = f"Bearer {s.auth_token.get_secret_value()}"
+        keyed = self.with_key(s.api_key, "x-api-key") if s.api_key is not None else self.with_key(s.auth_token)
+        h = {"anthropic-version": s.anthropic_version, **keyed}
         if s.beta:
             h["anthropic-beta"] = ",".join(s.beta)
         return h

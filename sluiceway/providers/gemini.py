@@ -42,10 +42,7 @@ class GeminiProvider(RemoteProvider):
         self.base_url = f"{settings.base_url.rstrip('/')}/{settings.api_version.strip('/')}"
 
     def headers(self) -> dict[str, str]:
-        h = dict(self.settings.headers)
-        if self.settings.api_key is not None:
-            h["x-goog-api-key"] = self.settings.api_key.get_secret_value()
-        return h
+        return self.with_key(self.settings.api_key, "x-goog-api-key")
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
         body = request_body(req, include_thoughts=self.settings.include_thoughts)

@@ -192,10 +192,7 @@ class OllamaProvider(RemoteProvider):
         self.base_url = settings.base_url.rstrip("/").removesuffix("/api")
 
     def headers(self) -> dict[str, str]:
-        h = dict(self.settings.headers)
-        if self.settings.api_key is not None:
-            h["authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
-        return h
+        return self.with_key(self.settings.api_key)
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
         s = self.settings

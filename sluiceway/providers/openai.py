@@ -40,14 +40,7 @@ class OpenAIProvider(RemoteProvider):
             "max_completion_tokens" if "api.openai.com" in self.base_url else "max_tokens")
 
     def headers(self) -> dict[str, str]:
-        h = dict(self.settings.headers)
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
-        if key:
-            if self.settings.auth_header.lower() == "authorization":
-                h["authorization"] = f"Bearer {key}"
-            else:
-                h[self.settings.auth_header] = key
-        return h
+        return self.with_key(self.settings.api_key, self.settings.auth_header)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path}"

@@ -190,14 +190,7 @@ class PollingProvider(RemoteProvider):
         self._background: set[asyncio.Task[None]] = set()
 
     def headers(self) -> dict[str, str]:
-        h = dict(self.settings.headers)
-        if self.settings.api_key is not None:
-            key = self.settings.api_key.get_secret_value()
-            if self.settings.auth_header.lower() == "authorization":
-                h["authorization"] = f"Bearer {key}"
-            else:
-                h[self.settings.auth_header] = key
-        return h
+        return self.with_key(self.settings.api_key, self.settings.auth_header)
 
     # ----------------------------------------------------------- API hooks
     def submit_body(self, req: ChatRequest) -> dict[str, Any]:

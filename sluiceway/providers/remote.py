@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from yarl import URL
 
 from .base import ModelInfo
@@ -32,6 +32,18 @@ class RemoteProvider:
         if self._session is None or self._session.closed:
             self._session = new_session()
         return self._session
+
+    def with_key(self, key: SecretStr | None, header: str = "authorization") -> dict[str, str]:
+        """The configured extra headers plus the key: a bearer token in
+        Authorization, the bare key in any other header (api-key, x-goog-api-key)."""
+        h = dict(getattr(self.settings, "headers", None) or {})
+        value = key.get_secret_value() if key is not None else ""
+        if value:
+            if header.lower() == "authorization":
+                h["authorization"] = f"Bearer {value}"
+            else:
+                h[header] = value
+        return h
 
     async def list_models(self) -> list[ModelInfo]:
         configured = getattr(self.settings, "models", None)

@@ -46,6 +46,7 @@ class Kind:
     content_type: str
     split: Callable[[bytes], list[bytes]]
     settings: Callable[[str, str], dict[str, Any]]  # (upstream url, model) → provider settings
+    key_header: str  # where the key goes ("authorization": as a bearer token; "": signed, never sent)
     cases: frozenset[str] = frozenset({"text", "reasoning", "tools", "truncated", "midstream_error"})
     # vendor statuses beyond the common matrix: (status, the typed error it must become)
     statuses: tuple[tuple[int, type[SluicewayError]], ...] = ()
@@ -109,16 +110,18 @@ def _polling_settings(url: str, model: str) -> dict[str, Any]:
 
 SSE = "text/event-stream"
 KINDS: list[Kind] = [
-    Kind("openai", "sse", SSE, split_sse, lambda url, m: {"base_url": f"{url}/v1", "api_key": KEY}),
-    Kind("azure", "sse", SSE, split_sse, lambda url, m: {"endpoint": url, "api_key": KEY}),
-    Kind("anthropic", "sse", SSE, split_sse, lambda url, m: {"base_url": url, "api_key": KEY},
+    Kind("openai", "sse", SSE, split_sse, lambda url, m: {"base_url": f"{url}/v1", "api_key": KEY},
+         "authorization"),
+    Kind("azure", "sse", SSE, split_sse, lambda url, m: {"endpoint": url, "api_key": KEY}, "api-key"),
+    Kind("anthropic", "sse", SSE, split_sse, lambda url, m: {"base_url": url, "api_key": KEY}, "x-api-key",
          statuses=((529, UpstreamUnavailable),)),  # overloaded
-    Kind("gemini", "sse", SSE, split_sse, lambda url, m: {"base_url": url, "api_key": KEY}),
-    Kind("ollama", "ndjson", "application/x-ndjson", split_lines, lambda url, m: {"base_url": url, "api_key": KEY}),
+    Kind("gemini", "sse", SSE, split_sse, lambda url, m: {"base_url": url, "api_key": KEY}, "x-goog-api-key"),
+    Kind("ollama", "ndjson", "application/x-ndjson", split_lines, lambda url, m: {"base_url": url, "api_key": KEY},
+         "authorization"),
     Kind("bedrock", "bin", EVENTSTREAM, split_frames, lambda url, m: {
         "region": "us-east-1", "endpoint_url": url, "access_key_id": "AKIDEXAMPLE", "secret_access_key": KEY},
-         statuses=((424, UpstreamError),)),  # ModelErrorException: the model failed, another may do
+         "", statuses=((424, UpstreamError),)),  # ModelErrorException: the model failed, another may do
     # a task API has no tools, and no truncation: every poll is a whole document
-    PollingKind("polling", "ndjson", "application/json", split_lines, _polling_settings,
+    PollingKind("polling", "ndjson", "application/json", split_lines, _polling_settings, "authorization",
                 cases=frozenset({"text", "reasoning", "midstream_error"})),
 ]

@@ -91,7 +91,15 @@ async def replay(kind: Kind, upstream: FakeUpstream, case: str, *, tools: bool =
     model = kind.model(case)
     kind.serve(upstream, model, kind.split(kind.wire(case)), **serve)
     run = await drain(kind, upstream, model, tools=tools)
-    assert all(KEY not in r.path for r in upstream.for_model(model)), "the key went into a URL"
+    for rec in upstream.for_model(model):
+        assert KEY not in rec.path, "the key went into a URL"
+        sent = {k.lower(): v for k, v in rec.headers.items()}
+        if kind.key_header == "authorization":
+            assert sent["authorization"] == f"Bearer {KEY}"
+        elif kind.key_header:
+            assert sent[kind.key_header] == KEY
+        else:  # signed: the secret itself never travels
+            assert sent["authorization"].startswith("AWS4-HMAC-SHA256 ") and KEY not in str(sent)
     return run
 
 
