@@ -169,3 +169,32 @@ def test_client_leaving_mid_tool_cancels_it(upstream: FakeUpstream, make_server:
 def _is_set(name: str) -> bool:
     ev = py_tools.STATE.get(name)
     return ev is not None and ev.is_set()  # set by the server's loop, only read here
+
+
+def test_session_chat_stores_the_steps_and_continues(upstream: FakeUpstream, make_server: Any) -> None:
+    upstream.add("sess-agent", chain(tool_step([("c1", "calculator", {"expression": "2+2"})]), answer("4"),
+                                     answer("and 5 after that")))
+    srv = agent_server(make_server, {"calc": {"model": "up/sess-agent", "tools": ["builtin.calculator"]}})
+    auth = {"Authorization": f"Bearer {KEY}"}
+    events: list[dict[str, Any]] = []
+    with httpx.stream("POST", f"{srv.url}/chat/stream", headers=auth, timeout=30,
+                      json={"message": "2+2?", "model": "agent/calc"}) as r:
+        sid = r.headers["x-session-id"]
+        events = [orjson.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {\"type\"")]
+    assert [e["type"] for e in events if e["type"].startswith(("tool-", "finish"))] == [
+        "tool-input-start", "tool-input-delta", "tool-input-end", "tool-call", "tool-result", "finish-step",
+        "finish"]
+    result = next(e for e in events if e["type"] == "tool-result")
+    assert result["server"] == "builtin" and result["output"] == "4" and result["elapsed"] >= 0
+    msgs = httpx.get(f"{srv.url}/sessions/{sid}/messages", headers=auth).json()["data"]
+    parts = msgs[-1]["parts"]
+    assert {"type": "tool_result", "call_id": "c1", "name": "calculator", "output": "4", "is_error": False} in parts
+    assert any(p["type"] == "tool_call" and p["call_id"] == "c1" for p in parts)
+    assert msgs[-1]["model"] == "agent/calc" and msgs[-1]["text"] == "4"
+    with httpx.stream("POST", f"{srv.url}/chat/stream", headers=auth, timeout=30,
+                      json={"session_id": sid, "message": "and then?", "model": "agent/calc"}) as r:
+        text = "".join(orjson.loads(line[6:]).get("delta", "") for line in r.iter_lines()
+                       if line.startswith('data: {"type":"text-delta"'))
+    assert text == "and 5 after that"
+    replay = upstream.for_model("sess-agent")[-1].body["messages"]  # the stored turn, as the model sees it again
+    assert replay[-1] == {"role": "user", "content": "and then?"}
