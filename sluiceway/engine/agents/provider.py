@@ -24,6 +24,7 @@ from .tools import ServerTool
 log = logging.getLogger("sluiceway.agents")
 
 PROVIDER_NAME = "agent"
+CLIENT_ONLY = frozenset({"agent_steps"})  # request extensions for our encoders, never sent upstream
 
 
 class AgentSettings(Strict):
@@ -60,24 +61,18 @@ class AgentProvider:
     async def tools(self, name: str) -> dict[str, ServerTool]:
         return await self.toolbox.for_agent(self.agent(name))
 
-    def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
-        return self._stream(req, deadline, use_tools=True)
-
-    def stream_with(self, req: ChatRequest, *, deadline: Deadlines, use_tools: bool) -> AsyncIterator[list[Event]]:
-        """``stream`` with the agent's server tools optionally left out (the seed's ``useTools: false``)."""
-        return self._stream(req, deadline, use_tools=use_tools)
-
-    async def _stream(self, req: ChatRequest, deadline: Deadlines, *, use_tools: bool) -> AsyncIterator[list[Event]]:
+    async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
         name = req.model
         agent = self.agent(name)
-        tools = await self.tools(name) if use_tools else {}
+        tools = await self.tools(name)
         client_tools = [t for t in req.tools if t.name not in tools]
         if len(client_tools) < len(req.tools):
             log.warning("agent/%s: client tools shadowed by server tools of the same name were dropped", name)
         messages = _sanitize(req.messages, tools)
         if agent.system:
             messages = [Message.of("system", agent.system), *messages]
-        inner = replace(req, model=agent.model, messages=messages,
+        extra = {k: v for k, v in req.extra.items() if k not in CLIENT_ONLY}
+        inner = replace(req, model=agent.model, messages=messages, extra=extra,
                         tools=[*(t.as_tool() for t in tools.values()), *client_tools])
         router = self._router()
 
