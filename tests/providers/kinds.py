@@ -5,8 +5,8 @@ recorded wire streams are framed, and how to serve them.
 A wire stream is a file ``wire/<kind>/<case>.<ext>`` holding a response body
 byte for byte (``.sse``, ``.ndjson``, AWS event-stream ``.bin``). ``split``
 cuts a body back into the vendor's messages, so one recording can be
-replayed whole, message by message, in small slices, or cut short (the
-DROP/HANG variants). The polling kind's files are different: one JSON
+replayed message by message, re-cut into small slices, or cut short (then
+dropped or stalled). The polling kind's files are different: one JSON
 document per line, the submit response then one status per poll.
 """
 
@@ -86,7 +86,8 @@ class Kind:
 class PollingKind(Kind):
     """A task API: the first document answers the submit, each later one a
     status poll, the last repeating (a task that never finishes, under
-    ``HANG``); ``DROP`` cuts the poll after the last document."""
+    ``HANG``); ``DROP`` cuts the poll after the last document. Slicing does
+    not apply: every poll answers one whole document."""
 
     def serve(self, upstream: FakeUpstream, model: str, messages: list[bytes], *, slice_size: int = 0,
               tail: Any = None) -> None:
