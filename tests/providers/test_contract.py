@@ -6,7 +6,9 @@ Every kind must turn its vendor's stream into the same canonical events
 (text, reasoning, tool calls, usage), whatever the read boundaries; report
 truncation, a dropped connection and an in-band error as typed errors after
 the text that came before; map error statuses to the typed errors (with
-Retry-After); and close the upstream when the consumer leaves."""
+Retry-After); close the upstream when the consumer leaves; send the key
+where the vendor expects it and never in a URL; list configured models
+without asking the upstream."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from sluiceway.core import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from sluiceway.providers import provider_class
 
 from ..upstream import DROP, HANG, FakeUpstream
 from .kinds import KEY, KINDS, Kind
@@ -216,3 +219,21 @@ async def test_leaving_mid_stream_closes_the_upstream(upstream, kind):
             assert rec.client_closed and not rec.completed
     if kind.name == "polling":  # aclose above waited for the fire-and-forget cancel
         assert len(upstream.for_model(f"{model}-cancel")) == 1
+
+
+# ------------------------------------------------------------------- models
+
+@pytest.mark.parametrize("kind", kinds_with("text"))
+async def test_configured_models_are_listed_without_asking_the_upstream(upstream, kind):
+    model = kind.model("list")
+    field = "deployments" if kind.name == "azure" else "models"
+    cls = provider_class(kind.name)
+    p = cls(kind.name, cls.Settings(**kind.settings(upstream.url, model), **{field: [f"{model}-a", f"{model}-b"]}))
+    before = len(upstream.records)
+    try:
+        listed = await p.list_models()
+    finally:
+        await p.aclose()
+    assert [(m.id, m.owned_by) for m in listed] == [(f"{model}-a", kind.name), (f"{model}-b", kind.name)]
+    asked = [r.path for r in upstream.records[before:] if "models" in r.path or r.path.startswith("/api/tags")]
+    assert asked == []
