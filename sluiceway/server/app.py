@@ -21,6 +21,7 @@ from ..engine.gateway import Gateway
 from ..engine.runs import close_runs, open_runs
 from . import (
     admin_routes,
+    audio_routes,
     chat_routes,
     openai_routes,
     openapi,
@@ -130,6 +131,7 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     ops = api_ops()
     routes: list[BaseRoute] = table.to_routes(ops)
     # modules that hand over plain Starlette routes (documented from them, below):
+    routes += audio_routes.routes()  # /v1/audio/speech, /v1/audio/transcriptions, /v1/voice (WebSocket)
     middleware = [Middleware(RequestId)]
     if cfg.server.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins,

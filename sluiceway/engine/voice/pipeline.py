@@ -14,9 +14,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
+from ...core import TERMINAL_TYPES
 from ...providers.speech import SpeechProvider
 from .chunker import SentenceChunker, speakable
 from .config import ChunkerConfig
@@ -114,11 +116,17 @@ async def speak(texts: AsyncIterator[str], speaker: SpeechProvider, *, voice: st
         seq += 1
 
 
-async def run_text(entries: AsyncIterator[list[tuple[int, bytes]]]) -> AsyncIterator[str]:
-    """The answer text of a run log (``Hub.read``): its text deltas, until the run ends."""
+async def run_text(entries: AsyncIterator[list[tuple[int, Any]]]) -> AsyncIterator[str]:
+    """The answer text of a run log (``Runs.read``): its text deltas, until the
+    run ends. Entries carry events (older logs: their canonical JSON)."""
     async for batch in entries:
-        for _, payload in batch:
-            if payload.startswith(b'{"type":"text-delta"'):
-                yield orjson.loads(payload)["delta"]
-            elif payload.startswith((b'{"type":"finish"', b'{"type":"error"', b'{"type":"abort"')):
+        for _, ev in batch:
+            if isinstance(ev, bytes | str):
+                ev = orjson.loads(ev)
+                kind, delta = ev["type"], ev.get("delta")
+            else:
+                kind, delta = ev.type, getattr(ev, "delta", None)
+            if kind == "text-delta":
+                yield delta
+            elif kind in TERMINAL_TYPES:
                 return
