@@ -12,6 +12,14 @@ fi
 # installed before the package so that pip finds the requirement satisfied and builds nothing itself.
 bash scripts/llama-wheel.sh .venv
 .venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
+# The embedded voice (eSpeak NG) and audio conversion (sox: mp3/flac out, uploads in) are Debian packages.
+if ! { command -v espeak-ng && command -v sox; } >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libsox-fmt-mp3 >/dev/null
+  else
+    echo "setup: install espeak-ng, sox and libsox-fmt-mp3 for the embedded voice (voice mode, /v1/audio/speech)" >&2
+  fi
+fi
 # The web UI's browser libraries (marked, DOMPurify, highlight.js), pinned by sluiceway/web/package-lock.json.
 if [ -f sluiceway/web/node_modules/.package-lock.json ] \
   && [ sluiceway/web/node_modules/.package-lock.json -nt sluiceway/web/package-lock.json ]; then
