@@ -239,3 +239,34 @@ def test_config_errors(tmp_path: Any, upstream: FakeUpstream) -> None:
         gateway(upstream, {"a": {"model": "up/x", "tools": ["tests.mcp_servers.py_tools:missing"]}})
     with pytest.raises(ConfigError, match="read_file needs"):
         gateway(upstream, {"a": {"model": "up/x", "tools": ["builtin.read_file"]}})
+
+
+async def test_unreachable_mcp_server_leaves_its_tools_out(upstream: FakeUpstream) -> None:
+    upstream.add("ag-down", answer("no tools today"))
+    dead = {"command": ["/bin/false"], "connect_timeout": 5}
+    gw = gateway(upstream, {"d": {"model": "up/ag-down", "tools": ["gone.*", "builtin.current_time"]}},
+                 mcp_servers={"gone": dead})
+    try:
+        events = await run(gw, "agent/d")
+        again = await run(gw, "agent/d")  # within the retry pause: no new attempt, the same answer
+    finally:
+        await gw.aclose()
+    assert events[-1].type == again[-1].type == "finish"
+    assert [t["function"]["name"] for t in upstream.last("ag-down").body["tools"]] == ["current_time"]
+
+
+async def test_agent_deadline_bounds_tools_and_steps(upstream: FakeUpstream) -> None:
+    upstream.add("ag-dl", chain(tool_step([("c1", "hang", {"tag": "deadline"})]), answer("late")))
+    gw = gateway(upstream, {"d": {"model": "up/ag-dl", "tools": [f"{PY}:hang"], "deadline": 0.3}})
+    opened = await gw.router.open(ChatRequest(model="agent/d", messages=[Message.of("user", "x")]))
+    events: list[Any] = []
+    try:
+        with pytest.raises(Exception, match="deadline passed"):
+            async for batch in opened.batches():
+                events.extend(batch)
+    finally:
+        await opened.aclose()
+        await gw.aclose()
+    res = next(e for e in events if e.type == "tool-result")
+    assert res.is_error and "timed out" in res.output  # the tool got what was left of the run's time
+    assert len(upstream.for_model("ag-dl")) == 1

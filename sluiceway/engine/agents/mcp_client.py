@@ -26,6 +26,7 @@ from .config import MCPServerConfig
 log = logging.getLogger("sluiceway.agents.mcp")
 
 MAX_TOOL_PAGES = 20
+RETRY_AFTER = 5.0  # seconds a server that failed to connect is not tried again (requests skip its tools)
 
 
 class ToolFailed(Exception):
@@ -41,6 +42,7 @@ class MCPConnection:
         self._lock = asyncio.Lock()
         self.tools: list[Any] | None = None  # mcp Tool objects, as last listed
         self.connects = 0  # how many times a session was opened (reconnects = connects - 1)
+        self._failed: tuple[float, str] | None = None  # when the last connect failed, and why
 
     def _target(self) -> Any:
         c = self.cfg
@@ -64,6 +66,8 @@ class MCPConnection:
                 return self._client
             await self._reset()
             loop = asyncio.get_running_loop()
+            if self._failed is not None and loop.time() - self._failed[0] < RETRY_AFTER:
+                raise ConnectionError(f"MCP server {self.name!r} is unavailable: {self._failed[1]}")
             ready: asyncio.Future[tuple[Client, list[Any]]] = loop.create_future()
             stop = asyncio.Event()
             self._stop = stop
@@ -71,10 +75,12 @@ class MCPConnection:
             try:
                 async with asyncio.timeout(self.cfg.connect_timeout):
                     client, tools = await asyncio.shield(ready)
-            except BaseException:
+            except BaseException as e:
+                if isinstance(e, Exception):  # not for a cancelled caller: the server did nothing wrong
+                    self._failed = (loop.time(), f"{type(e).__name__}: {e}")
                 await self._reset()
                 raise
-            self._client, self.tools = client, tools
+            self._client, self.tools, self._failed = client, tools, None
             self.connects += 1
             return client
 
