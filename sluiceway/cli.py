@@ -31,6 +31,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from .engine.gateway import Gateway
     from .server.app import create_app
+    from .server.guards import guarded_protocol
 
     cfg = _config(args)
     from .server.tracing import setup_tracing
@@ -57,7 +58,8 @@ def serve(args: argparse.Namespace) -> int:
 
     # log_config=None: uvicorn's loggers go through our handler (request ids, JSON)
     Server(uvicorn.Config(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log,
-                          timeout_graceful_shutdown=10, lifespan="on", log_config=None)).run()
+                          timeout_graceful_shutdown=10, lifespan="on", log_config=None,
+                          http=guarded_protocol(cfg.server.header_timeout, cfg.server.body_timeout))).run()
     return 0
 
 

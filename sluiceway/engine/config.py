@@ -91,6 +91,9 @@ class ServerConfig(Strict):
     max_body_bytes: int = 16 * 1024 * 1024
     cors_origins: list[str] = Field(default_factory=list)
     admin_key: str | None = None  # guards /admin/keys; SLUICEWAY_ADMIN_KEY overrides; unset = admin API off
+    header_timeout: float = 10.0  # seconds a request's headers may take to arrive; then 408 and close; 0 = never
+    body_timeout: float = 60.0  # seconds its body may take after the headers; 0 = never
+    allowed_hosts: list[str] = Field(default_factory=list)  # extra Host names a loopback server in open mode answers
 
     @field_validator("api_keys")
     @classmethod

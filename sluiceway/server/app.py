@@ -34,6 +34,7 @@ from . import (
     web_routes,
 )
 from .auth import Auth
+from .guards import CrossSiteGuard
 from .errors import json_response
 from .observe import request_id
 from .state import AppState
@@ -132,7 +133,9 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     routes: list[BaseRoute] = table.to_routes(ops)
     # modules that hand over plain Starlette routes (documented from them, below):
     routes += audio_routes.routes()  # /v1/audio/speech, /v1/audio/transcriptions, /v1/voice (WebSocket)
-    middleware = [Middleware(RequestId)]
+    middleware = [Middleware(RequestId),  # outermost: a refused request never reaches routing or auth
+                  Middleware(CrossSiteGuard, allowed_hosts=cfg.server.allowed_hosts,
+                             open_mode=lambda: not cfg.server.api_keys and not cfg.server.admin_key)]
     if cfg.server.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins,
                                      allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"]))
