@@ -6,7 +6,8 @@ Every kind must turn its vendor's stream into the same canonical events
 (text, reasoning, tool calls, usage), whatever the read boundaries; report
 truncation, a dropped connection and an in-band error as typed errors after
 the text that came before; map error statuses to the typed errors (with
-Retry-After); close the upstream when the consumer leaves; send the key
+Retry-After); time out on a slow first token or a stall, and close the
+upstream then as when the consumer leaves; send the key
 where the vendor expects it and never in a URL; list configured models
 without asking the upstream."""
 
@@ -30,6 +31,7 @@ from sluiceway.core import (
     PermissionDenied,
     RateLimited,
     SluicewayError,
+    Timeout,
     Tool,
     UpstreamError,
     UpstreamUnavailable,
@@ -76,12 +78,13 @@ async def provider_for(kind: Kind, upstream: FakeUpstream, model: str):
         await p.aclose()
 
 
-async def drain(kind: Kind, upstream: FakeUpstream, model: str, *, tools: bool = False) -> Run:
+async def drain(kind: Kind, upstream: FakeUpstream, model: str, *, tools: bool = False,
+                deadline: Deadlines = DEADLINE) -> Run:
     run = Run()
     req = ChatRequest(model=model, messages=[Message.of("user", "hi")], tools=[WEATHER] if tools else [])
     async with provider_for(kind, upstream, model) as p:
         try:
-            async for batch in p.stream(req, deadline=DEADLINE):
+            async for batch in p.stream(req, deadline=deadline):
                 assert batch, "a batch is never empty"
                 run.batches += 1
                 run.events.extend(batch)
@@ -212,13 +215,43 @@ async def test_leaving_mid_stream_closes_the_upstream(upstream, kind):
         else:
             pytest.fail("no text before the stall")
         await stream.aclose()  # type: ignore[attr-defined]
-        if kind.name != "polling":
-            rec = upstream.last(model)
-            # off the loop: the socket close itself runs on this loop
-            assert await asyncio.to_thread(rec.wait_closed, 1.0), "upstream connection still open 1 s after the consumer left"
-            assert rec.client_closed and not rec.completed
-    if kind.name == "polling":  # aclose above waited for the fire-and-forget cancel
+    await upstream_was_left(kind, upstream, model)
+
+
+async def upstream_was_left(kind: Kind, upstream: FakeUpstream, model: str) -> None:
+    """The stream request's connection was closed by the provider before the
+    body ended, or, for a task API, the task was cancelled (the provider's
+    ``aclose`` waits for that fire-and-forget call)."""
+    if kind.name == "polling":
         assert len(upstream.for_model(f"{model}-cancel")) == 1
+        return
+    rec = upstream.last(model)
+    # off the loop: the socket close itself runs on this loop
+    assert await asyncio.to_thread(rec.wait_closed, 1.0), "upstream connection still open 1 s after the stream ended"
+    assert rec.client_closed and not rec.completed
+
+
+# ---------------------------------------------------------------- deadlines
+
+@pytest.mark.parametrize("kind", kinds_with("text"))
+async def test_no_first_token_in_time_is_a_timeout_and_leaves_the_upstream(upstream, kind):
+    model = kind.model("slowstart")
+    before_text = through_first(kind, "text", b"Hello")[:-1]  # everything up to the first text, if any
+    kind.serve(upstream, model, before_text, tail=HANG)
+    run = await drain(kind, upstream, model, deadline=Deadlines(connect=5, first_token=0.2, idle=10, total=30))
+    assert isinstance(run.error, Timeout) and "first-token" in run.error.message, run.error
+    assert "text-delta" not in run.types
+    await upstream_was_left(kind, upstream, model)
+
+
+@pytest.mark.parametrize("kind", kinds_with("text"))
+async def test_stall_after_text_is_an_idle_timeout_and_leaves_the_upstream(upstream, kind):
+    model = kind.model("stall")
+    kind.serve(upstream, model, through_first(kind, "text", b"Hello"), tail=HANG)
+    run = await drain(kind, upstream, model, deadline=Deadlines(connect=5, first_token=10, idle=0.2, total=30))
+    assert isinstance(run.error, Timeout) and "idle" in run.error.message, run.error
+    assert run.joined("text-delta")
+    await upstream_was_left(kind, upstream, model)
 
 
 # ------------------------------------------------------------------- models
