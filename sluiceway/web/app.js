@@ -12,6 +12,7 @@ import { AssistantView, h, userMessageEl } from "./messages.js";
 import { getTrace, resumeRun, ServerSessionStore, serverHasSessions, stopRun, streamTurn } from "./sessions_api.js";
 import { LocalSessionStore, newId } from "./store.js";
 import { wireProviders } from "./providers.js";
+import { Voice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 let store = null; // ServerSessionStore when the server keeps chats, else LocalSessionStore (this browser)
@@ -44,7 +45,7 @@ function setTheme(theme) {
 async function loadModels() {
   const select = $("model");
   try {
-    state.models = await listModels();
+    state.models = (await listModels()).filter((m) => m.provider !== "speech"); // voices are not chat models
   } catch (e) {
     console.error("sluiceway: could not list models", e);
     state.models = [];
@@ -331,6 +332,7 @@ async function consume(run, stream) {
     switch (ev.type) {
       case "run":
         run.runId = ev.run_id;
+        voice.follow(ev.run_id).catch((e) => voice.fail(e)); // voice mode: hear it while it is written
         if (run.stopping) stopRun(run.runId).catch(() => run.controller.abort());
         rekey(msg, ev.message_id);
         if (run.user && ev.user_message_id) {
@@ -519,6 +521,7 @@ async function resume(s, msg) {
 }
 
 function stop() {
+  voice.stop(); // barge-in: silent at once
   const run = state.run;
   if (!run) return;
   if (!store.server) {
@@ -790,12 +793,21 @@ function wireKey() {
   });
 }
 
+// voice mode (voice.js): the answer being written is the last assistant message
+const voice = new Voice({
+  messageEl: () => [...$("messages").querySelectorAll(".msg.assistant")].pop() || null,
+  onTranscript: (text) => {
+    if (text.trim()) send(text);
+  },
+});
+
 async function main() {
   paintIcons();
   setTheme(document.documentElement.dataset.theme || "light");
   wireKey();
   wire();
   wireProviders();
+  voice.mount({ toggle: $("voice-toggle"), mic: $("voice-mic"), caption: $("voice-caption") });
   // a provider saved on the Providers page: its models join the picker, and the new one is selected
   window.addEventListener("sluiceway:providers-changed", async (e) => {
     await loadModels();

@@ -1,0 +1,261 @@
+// Voice mode: hear the answer while it is still being written.
+//
+// One WebSocket to /v1/voice per page. For each answer (a server-side run) the
+// page sends {type: "follow", run_id}; the server cuts the text into sentences
+// and sends, per sentence, {type: "sentence", seq, text}, then binary frames
+// (u32 seq, u32 sample rate, PCM s16le mono), then {type: "sentence.end"}.
+// Chunks are scheduled back to back on one AudioContext clock, so playback is
+// gapless and in order whatever the network does; the sentence being heard is
+// highlighted in the message (CSS Custom Highlight API) and shown as a caption.
+// Stop (or starting to talk) is a barge-in: every scheduled source stops at
+// once, and the server stops the synthesis and the generation.
+//
+// Push-to-talk: hold the mic button; 16 kHz PCM goes up the same socket and
+// the server's recogniser answers with {type: "transcript", text}.
+
+import { getApiKey } from "./auth.js";
+
+const PREF = "sluiceway.voice.v1";
+const HIGHLIGHT = "sluiceway-speaking";
+
+export class Voice {
+  constructor({ onTranscript = () => {}, messageEl = () => null } = {}) {
+    this.onTranscript = onTranscript;
+    this.messageEl = messageEl; // the element of the answer being spoken
+    this.enabled = localStorage.getItem(PREF) === "on";
+    this.ws = null;
+    this.ctx = null;
+    this.sources = new Set();
+    this.nextTime = 0;
+    this.sentences = new Map(); // seq → text
+    this.timers = [];
+    // what a test (or a curious user) can read: every chunk scheduled, every stop
+    this.stats = { scheduled: [], sentencesHeard: [], stops: 0, stoppedSources: 0, played: 0, errors: [] };
+    window.sluicewayVoice = this;
+  }
+
+  // ------------------------------------------------------------ wiring
+  mount({ toggle, mic, caption }) {
+    this.toggleEl = toggle;
+    this.captionEl = caption;
+    this.micEl = mic;
+    const paint = () => {
+      toggle.setAttribute("aria-pressed", String(this.enabled));
+      toggle.classList.toggle("on", this.enabled);
+      if (mic) mic.hidden = !this.enabled;
+      if (!this.enabled) this.caption("");
+    };
+    toggle.addEventListener("click", async () => {
+      this.enabled = !this.enabled;
+      localStorage.setItem(PREF, this.enabled ? "on" : "off");
+      paint();
+      if (this.enabled) {
+        this.audio(); // created inside the click: browsers allow sound after a gesture
+        await this.connect().catch((e) => this.fail(e));
+      } else {
+        this.stop();
+      }
+    });
+    if (mic) {
+      mic.addEventListener("pointerdown", (e) => {
+        e.preventDefault();
+        this.listen().catch((err) => this.fail(err));
+      });
+      for (const ev of ["pointerup", "pointerleave"]) mic.addEventListener(ev, () => this.endListen());
+    }
+    paint();
+  }
+
+  audio() {
+    if (!this.ctx) this.ctx = new AudioContext();
+    if (this.ctx.state === "suspended") this.ctx.resume();
+    return this.ctx;
+  }
+
+  connect() {
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) return this.ready;
+    const url = new URL("v1/voice", document.baseURI);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    this.ready = new Promise((resolve, reject) => {
+      ws.onopen = () => {
+        const key = getApiKey();
+        ws.send(JSON.stringify({ type: "hello", ...(key ? { api_key: key } : {}) }));
+      };
+      ws.onerror = () => reject(new Error("the voice connection failed"));
+      ws.onclose = () => {
+        if (this.ws === ws) this.ws = null;
+      };
+      ws.onmessage = (e) => {
+        if (typeof e.data !== "string") return this.play(e.data);
+        const msg = JSON.parse(e.data);
+        if (msg.type === "ready") resolve();
+        this.control(msg);
+      };
+    });
+    return this.ready;
+  }
+
+  // ------------------------------------------------------------ speaking
+  /** Speak a server-side run's answer as it is written. */
+  async follow(runId) {
+    if (!this.enabled || !runId) return;
+    this.silence();
+    await this.connect();
+    this.send({ type: "follow", run_id: runId });
+  }
+
+  send(obj) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
+  }
+
+  control(msg) {
+    if (msg.type === "sentence") this.sentences.set(msg.seq, msg.text);
+    else if (msg.type === "transcript") this.onTranscript(msg.text || "");
+    else if (msg.type === "error") this.fail(new Error(msg.message));
+  }
+
+  play(buf) {
+    const view = new DataView(buf);
+    const seq = view.getUint32(0);
+    const rate = view.getUint32(4);
+    const pcm = new Int16Array(buf, 8, (buf.byteLength - 8) >> 1);
+    if (!pcm.length) return;
+    const ctx = this.audio();
+    const data = new Float32Array(pcm.length);
+    for (let i = 0; i < pcm.length; i++) data[i] = pcm[i] / 32768;
+    const buffer = ctx.createBuffer(1, data.length, rate);
+    buffer.copyToChannel(data, 0);
+    const src = ctx.createBufferSource();
+    src.buffer = buffer;
+    src.connect(ctx.destination);
+    // back to back on the audio clock: no gap between chunks, none overlapping
+    const start = Math.max(this.nextTime, ctx.currentTime + 0.02);
+    const first = !this.stats.scheduled.some((c) => c.seq === seq);
+    src.start(start);
+    this.nextTime = start + buffer.duration;
+    this.sources.add(src);
+    src.onended = () => {
+      if (this.sources.delete(src)) this.stats.played++; // not one we stopped
+    };
+    this.stats.scheduled.push({ seq, start, duration: buffer.duration });
+    if (first) this.at(start, () => this.heard(seq));
+  }
+
+  at(when, fn) {
+    const ms = Math.max(0, (when - this.ctx.currentTime) * 1000);
+    this.timers.push(setTimeout(fn, ms));
+  }
+
+  heard(seq) {
+    const text = this.sentences.get(seq) || "";
+    this.stats.sentencesHeard.push(seq);
+    this.caption(text);
+    this.highlight(text);
+  }
+
+  caption(text) {
+    if (!this.captionEl) return;
+    this.captionEl.textContent = text;
+    this.captionEl.hidden = !text;
+  }
+
+  /** Mark the sentence in the answer, when the rendered text still contains it. */
+  highlight(text) {
+    if (!window.CSS?.highlights) return;
+    CSS.highlights.delete(HIGHLIGHT);
+    const root = this.messageEl();
+    const needle = text.replace(/[*_`#>]/g, "").replace(/\s+/g, " ").trim().slice(0, 60);
+    if (!root || !needle) return;
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const nodes = [];
+    let all = "";
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      nodes.push([n, all.length]);
+      all += n.data;
+    }
+    const at = all.indexOf(needle);
+    if (at < 0) return;
+    const range = document.createRange();
+    const place = (pos, setter) => {
+      for (let i = nodes.length - 1; i >= 0; i--) {
+        if (nodes[i][1] <= pos) return setter(nodes[i][0], Math.min(pos - nodes[i][1], nodes[i][0].data.length));
+      }
+    };
+    place(at, (n, o) => range.setStart(n, o));
+    place(at + needle.length, (n, o) => range.setEnd(n, o));
+    CSS.highlights.set(HIGHLIGHT, new Highlight(range));
+  }
+
+  /** Stop every sound now (nothing is sent). */
+  silence() {
+    const stopping = [...this.sources];
+    this.sources.clear(); // first, so their "ended" events do not count as played
+    for (const src of stopping) {
+      try {
+        src.stop();
+        this.stats.stoppedSources++;
+      } catch {
+        /* already stopped */
+      }
+    }
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+    this.sentences.clear();
+    this.nextTime = 0;
+    this.caption("");
+    if (window.CSS?.highlights) CSS.highlights.delete(HIGHLIGHT);
+  }
+
+  /** Barge-in: silence at once, and have the server stop the answer too. */
+  stop() {
+    this.stats.stops++;
+    this.silence();
+    this.send({ type: "stop" });
+  }
+
+  get playing() {
+    return this.sources.size > 0;
+  }
+
+  // ------------------------------------------------------------ listening
+  async listen() {
+    if (this.mic) return;
+    await this.connect();
+    this.stop(); // the user talking interrupts the answer
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
+    const ctx = this.audio();
+    const source = ctx.createMediaStreamSource(stream);
+    const node = ctx.createScriptProcessor(4096, 1, 1);
+    const ratio = ctx.sampleRate / 16000;
+    this.send({ type: "listen", sample_rate: 16000 });
+    node.onaudioprocess = (e) => {
+      const input = e.inputBuffer.getChannelData(0);
+      const out = new Int16Array(Math.floor(input.length / ratio));
+      for (let i = 0; i < out.length; i++) out[i] = Math.max(-1, Math.min(1, input[Math.floor(i * ratio)])) * 32767;
+      if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(out.buffer);
+    };
+    source.connect(node);
+    node.connect(ctx.destination);
+    this.mic = { stream, source, node };
+    this.micEl?.classList.add("on");
+  }
+
+  endListen() {
+    const mic = this.mic;
+    if (!mic) return;
+    this.mic = null;
+    mic.node.disconnect();
+    mic.source.disconnect();
+    for (const t of mic.stream.getTracks()) t.stop();
+    this.micEl?.classList.remove("on");
+    this.send({ type: "listen.end" });
+  }
+
+  fail(e) {
+    this.stats.errors.push(String(e?.message || e));
+    console.error("sluiceway voice:", e);
+  }
+}

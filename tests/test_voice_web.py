@@ -1,0 +1,114 @@
+"""Voice mode in the browser: Debian's chromium (headless, fake audio devices)
+turns voice on, and while the answer is still being written the page
+receives the audio over the voice WebSocket, schedules it back to back in
+order, highlights the sentence being heard, and on Stop silences every
+scheduled chunk at once while the server stops the answer and keeps it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from sluiceway.server.app import create_app
+
+from .conftest import IN_CI, ServerThread, make_config
+from .upstream import HANG, chat_chunk, sse
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        "--autoplay-policy=no-user-gesture-required"]
+
+if not os.path.exists(CHROMIUM) or shutil.which("espeak-ng") is None:
+    if IN_CI:
+        raise RuntimeError("chromium and espeak-ng are required in CI (scripts/test.sh installs them)")
+    pytest.skip("chromium or espeak-ng is missing", allow_module_level=True)
+
+from playwright.sync_api import Browser, expect, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.timeout(90)
+SENTENCES = ["Rivers find the lowest path.", "A sluice gate holds the water back.",
+             "Then it lets the water through, a little at a time."]
+
+
+@pytest.fixture(scope="module")
+def srv(upstream, tmp_path_factory) -> Iterator[ServerThread]:
+    steps = [sse(chat_chunk({"role": "assistant", "content": ""}))]
+    steps += [sse(chat_chunk({"content": s + " "})) for s in SENTENCES]
+    upstream.add("ui-voice", [*steps, sse(chat_chunk({"content": "And more is coming"})), HANG])
+    db = tmp_path_factory.mktemp("voice-ui") / "chat.db"
+    s = ServerThread(create_app(make_config(upstream, store={"url": f"sqlite+aiosqlite:///{db}"}))).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def test_page_plays_the_answer_while_it_is_written_and_stops_on_barge_in(browser, srv, upstream):
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    errors: list = []
+    page.on("pageerror", lambda e: errors.append(e))
+    try:
+        page.goto(f"{srv.url}/")
+        page.wait_for_selector("html[data-ready]", timeout=15000)
+        options = page.locator("#model option").all_inner_texts()
+        assert "espeak" not in options  # a voice is not a chat model
+        page.click("#voice-toggle")
+        expect(page.locator("#voice-toggle")).to_have_attribute("aria-pressed", "true")
+        page.wait_for_function("() => window.sluicewayVoice.ws && window.sluicewayVoice.ws.readyState === 1")
+        page.select_option("#model", "up/ui-voice")
+        page.fill("#input", "Tell me about sluices")
+        page.press("#input", "Enter")
+
+        # every sentence is received and scheduled, and the first is being heard
+        page.wait_for_function(
+            f"() => new Set(window.sluicewayVoice.stats.scheduled.map(c => c.seq)).size === {len(SENTENCES)}"
+            " && window.sluicewayVoice.stats.sentencesHeard.length > 0", timeout=30000)
+        expect(page.locator("#voice-caption")).to_have_text(SENTENCES[0])
+        assert page.evaluate("CSS.highlights.has('sluiceway-speaking')")
+        assert page.evaluate("CSS.highlights.get('sluiceway-speaking').values().next().value.toString()") \
+            == SENTENCES[0]
+        chunks = page.evaluate("window.sluicewayVoice.stats.scheduled")
+        assert [c["seq"] for c in chunks] == sorted(c["seq"] for c in chunks)  # in order
+        for a, b in zip(chunks, chunks[1:], strict=False):  # back to back on the audio clock: gapless
+            assert abs(b["start"] - (a["start"] + a["duration"])) < 1e-6
+        total = sum(c["duration"] for c in chunks)
+        assert total > 3.0  # three spoken sentences, far longer than the time this took to arrive
+        assert page.evaluate("window.sluicewayVoice.playing")
+
+        # barge-in: Stop silences every scheduled chunk at once and stops the answer
+        page.click("#stop")
+        state = page.evaluate("() => ({playing: window.sluicewayVoice.playing,"
+                              " stopped: window.sluicewayVoice.stats.stoppedSources,"
+                              " caption: document.getElementById('voice-caption').hidden})")
+        assert state["playing"] is False and state["caption"] is True
+        assert state["stopped"] >= 1  # cut off mid-answer, not after it had finished
+        page.wait_for_function(f"() => window.sluicewayVoice.stats.played + window.sluicewayVoice.stats"
+                               f".stoppedSources === {len(chunks)}")  # every chunk either played or stopped
+        played = page.evaluate("() => window.sluicewayVoice.stats.played")
+        assert played < len(chunks)
+        expect(page.locator("#messages .msg.assistant").last).to_have_attribute("data-status", "stopped",
+                                                                                 timeout=10000)
+        assert upstream.last("ui-voice").wait_closed(5.0)
+        assert not errors, errors
+    finally:
+        ctx.close()
+    sessions = httpx.get(f"{srv.url}/sessions").json()
+    sessions = sessions.get("data", sessions) if isinstance(sessions, dict) else sessions
+    msgs = httpx.get(f"{srv.url}/sessions/{sessions[0]['id']}/messages").json()
+    msgs = msgs.get("data", msgs) if isinstance(msgs, dict) else msgs
+    answer = [m for m in msgs if m["role"] == "assistant"][-1]
+    assert answer["status"] == "interrupted"
+    assert answer["text"].startswith(" ".join(SENTENCES))
