@@ -23,6 +23,8 @@ def _config(args: argparse.Namespace) -> Config:
         cfg.server.api_keys = [k.strip() for k in os.environ["SLUICEWAY_API_KEYS"].split(",") if k.strip()]
     if getattr(args, "default_model", None):
         cfg.default_model = args.default_model
+    if getattr(args, "workflows", None):  # model-compose files or folders, served as workflow/<id>
+        cfg.workflows = [*cfg.workflows, *(os.path.abspath(w) for w in args.workflows)]
     return cfg
 
 
@@ -164,6 +166,39 @@ def keys(args: argparse.Namespace) -> int:
     return asyncio.run(_keys(args))
 
 
+async def _run_workflow(args: argparse.Namespace) -> int:
+    from .engine.workflows.terminal import parse_input, run_file
+
+    gateways: list = []
+
+    def get_router():  # a gateway only for workflows with model components
+        if not gateways:
+            from .engine.gateway import Gateway
+
+            gateways.append(Gateway(_config(args)))
+        return gateways[0].router
+
+    try:
+        return await run_file(args.file, args.workflow_id, parse_input(args.input), get_router=get_router)
+    finally:
+        for gw in gateways:
+            await gw.aclose()
+
+
+def run_workflow(args: argparse.Namespace) -> int:
+    for kv in args.env or ():
+        key, sep, value = kv.partition("=")
+        if not sep:
+            print(f"sluiceway: --env {kv!r} is not KEY=VALUE", file=sys.stderr)
+            return 2
+        os.environ[key] = value
+    try:
+        return asyncio.run(_run_workflow(args))
+    except ValueError as e:  # bad --input, a workflow file that does not load
+        print(f"sluiceway: {e}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sluiceway", description="LLM streaming gateway and chat server")
     sub = p.add_subparsers(dest="command", required=True)
@@ -183,7 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("SLUICEWAY_LOG_FORMAT", "text"),
                    help="json: one JSON object per log line, with the request id")
     s.add_argument("--access-log", action="store_true")
+    s.add_argument("--workflows", action="append", metavar="PATH",
+                   help="model-compose file or folder to serve (repeatable); see README 'Workflows'")
     s.set_defaults(func=serve)
+
+    r = sub.add_parser("run", help="run a model-compose workflow in the terminal (like `model-compose run`)")
+    common(r)
+    r.add_argument("file", help="model-compose YAML file")
+    r.add_argument("workflow_id", nargs="?", help="workflow id (default: the file's default workflow)")
+    r.add_argument("-i", "--input", help="the workflow input as JSON, e.g. '{\"prompt\": \"hi\"}'")
+    r.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="set an environment variable")
+    r.set_defaults(func=run_workflow)
 
     c = sub.add_parser("chat", help="interactive streaming chat in the terminal")
     common(c)

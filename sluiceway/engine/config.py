@@ -143,6 +143,7 @@ class Config(Strict):
     mcp_servers: dict[str, MCPServerConfig] = Field(default_factory=dict)  # tool sources for agents
     agents: dict[str, AgentConfig] = Field(default_factory=dict)  # served as agent/<name> (engine/agents)
     voice: VoiceConfig = Field(default_factory=VoiceConfig)  # speech providers (engine/voice)
+    workflows: list[str] = Field(default_factory=list)  # model-compose files or folders, served as workflow/<id>
     path: Path | None = Field(default=None, exclude=True)
     text: str | None = Field(default=None, exclude=True, repr=False)  # the file as read, for error line numbers
 

@@ -19,6 +19,7 @@ from .metrics import Metrics
 from .router import Router
 from .strict import did_you_mean, explain, explain_unknown, known_keys
 from .voice.service import SpeechService
+from .workflows.provider import attach as attach_workflows
 
 log = logging.getLogger("sluiceway")
 
@@ -89,6 +90,7 @@ class Gateway:
             n: self.providers[n] if n in self.providers and self._specs.get(n) == s else build_provider(n, s, config)
             for n, s in specs.items()}
         attach_agents(self, config, providers)  # agent/<name>: steps call back through self.router
+        attach_workflows(self, config, providers)  # workflow/<id>: model components call self.router
         try:
             router = Router(providers, models, config.timeouts, default_model,
                             resilience=config.resilience, metrics=self.metrics)

@@ -32,6 +32,7 @@ from . import (
     table,
     ui_routes,
     web_routes,
+    workflow_routes,
 )
 from .auth import Auth
 from .guards import CrossSiteGuard
@@ -133,6 +134,7 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     routes: list[BaseRoute] = table.to_routes(ops)
     # modules that hand over plain Starlette routes (documented from them, below):
     routes += audio_routes.routes()  # /v1/audio/speech, /v1/audio/transcriptions, /v1/voice (WebSocket)
+    routes += workflow_routes.routes()  # model-compose's /api/workflows, /api/tasks; Langflow-style /api/v1/run
     middleware = [Middleware(RequestId),  # outermost: a refused request never reaches routing or auth
                   Middleware(CrossSiteGuard, allowed_hosts=cfg.server.allowed_hosts,
                              open_mode=lambda: not cfg.server.api_keys and not cfg.server.admin_key)]
