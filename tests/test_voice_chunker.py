@@ -126,6 +126,17 @@ def test_max_wait_cuts_chinese_between_characters():
     assert c.deadline is None
 
 
+def test_the_first_piece_waits_less_than_the_rest():
+    now = [0.0]
+    c = SentenceChunker(min_chars=8, max_wait=0.4, first_wait=0.15, clock=lambda: now[0])
+    c.feed("Rivers have always found the lowest")
+    assert c.deadline == 0.15
+    now[0] = 0.15
+    assert c.flush_due() == ["Rivers have always found the"]
+    assert c.feed(" path to the sea, and then") == []
+    assert c.deadline == 0.55  # later pieces wait max_wait for punctuation
+
+
 def test_a_lone_long_word_does_not_spin_the_flush():
     now = [0.0]
     c = SentenceChunker(min_chars=8, max_wait=0.2, clock=lambda: now[0])

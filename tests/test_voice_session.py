@@ -34,7 +34,7 @@ SENTENCES = ["Good morning, and welcome to the show.", "Today we talk about rive
 @pytest.fixture
 def srv(make_server, tmp_path):
     return make_server(store={"url": f"sqlite+aiosqlite:///{tmp_path}/voice.db"},
-                       voice={"chunker": {"min_chars": 8, "max_wait": 5.0}})
+                       voice={"chunker": {"min_chars": 8, "max_wait": 5.0, "first_wait": 5.0}})
 
 
 def start_chat(srv, model: str) -> dict[str, Any]:

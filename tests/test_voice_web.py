@@ -42,7 +42,9 @@ def srv(upstream, tmp_path_factory) -> Iterator[ServerThread]:
     steps += [sse(chat_chunk({"content": s + " "})) for s in SENTENCES]
     upstream.add("ui-voice", [*steps, sse(chat_chunk({"content": "And more is coming"})), HANG])
     db = tmp_path_factory.mktemp("voice-ui") / "chat.db"
-    s = ServerThread(create_app(make_config(upstream, store={"url": f"sqlite+aiosqlite:///{db}"}))).start()
+    cfg = make_config(upstream, store={"url": f"sqlite+aiosqlite:///{db}"},
+                      voice={"chunker": {"max_wait": 30.0}})  # the unfinished tail is never flushed mid-test
+    s = ServerThread(create_app(cfg)).start()
     yield s
     s.stop()
 

@@ -12,7 +12,8 @@ Two stages, both fed one delta at a time:
   URL; it keeps pieces above ``min_chars`` (merging short ones) and below
   ``max_chars`` (cutting at a comma or a space). ``flush_due`` cuts early at
   the last word boundary when text has waited ``max_wait`` seconds without
-  punctuation, so the first audio of a slow stream starts early.
+  punctuation (``first_wait`` for the first piece), so the first audio starts
+  early.
 
 ``speakable`` turns a piece into what a voice says: no URLs, no Markdown marks.
 """
@@ -79,10 +80,13 @@ class CodeFilter:
 
 class SentenceChunker:
     def __init__(self, *, min_chars: int = 12, max_chars: int = 240, max_wait: float = 0.4,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 first_wait: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.min_chars = min_chars
         self.max_chars = max_chars
         self.max_wait = max_wait
+        # the first piece waits less: the listener hears the answer start sooner
+        self.first_wait = max_wait if first_wait is None else min(first_wait, max_wait)
+        self.started = False  # has a piece been cut yet?
         self.clock = clock
         self.code = CodeFilter()
         self.buf = ""  # text not yet cut into a piece
@@ -111,12 +115,15 @@ class SentenceChunker:
     @property
     def deadline(self) -> float | None:
         """When ``flush_due`` will cut what is waiting (None: nothing waits)."""
-        return None if self.since is None else self.since + self.max_wait
+        return None if self.since is None else self.since + self._wait()
+
+    def _wait(self) -> float:
+        return self.max_wait if self.started else self.first_wait
 
     def flush_due(self, now: float | None = None) -> list[str]:
         """Cut what has waited ``max_wait`` at its last word boundary."""
         now = self.clock() if now is None else now
-        if self.since is None or now < self.since + self.max_wait:
+        if self.since is None or now < self.since + self._wait():
             return []
         cut = self._last_break(len(self.buf))
         if cut <= 0 or weight(self.buf[:cut]) < min(self.min_chars, 4):
@@ -163,7 +170,9 @@ class SentenceChunker:
         self.pos, self.w = i - start, w
         if out or not self.buf.strip():
             self.since = self.clock() if self.buf.strip() else None
-        return [p for p in out if p]
+        out = [p for p in out if p]
+        self.started = self.started or bool(out)
+        return out
 
     def _no_stop(self, buf: str, start: int, i: int) -> bool:
         """A '.' that does not end a sentence: an abbreviation, an initial,
@@ -202,6 +211,7 @@ class SentenceChunker:
         self.buf = self.buf[cut:]
         self.pos, self.w = 0, 0
         self.since = self.clock() if self.buf.strip() else None
+        self.started = self.started or bool(piece)
         return [piece] if piece else []
 
 

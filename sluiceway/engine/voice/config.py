@@ -8,7 +8,7 @@ voice:
   transcription:                # audio → text on /v1/audio/transcriptions
     whisper: {kind: openai, api_key: "${env.OPENAI_API_KEY}", model: whisper-1}
   default: oai                  # the voice of voice mode (default: the first above, else espeak)
-  chunker: {min_chars: 12, max_chars: 240, max_wait: 0.4}
+  chunker: {min_chars: 12, max_chars: 240, max_wait: 0.4, first_wait: 0.15}
 ```
 """
 
@@ -25,6 +25,7 @@ class ChunkerConfig(Strict):
     min_chars: int = Field(12, ge=1)  # shorter sentences are merged with the next
     max_chars: int = Field(240, ge=20)  # longer ones are cut at a comma or a space
     max_wait: float = Field(0.4, ge=0.0)  # seconds text may wait for punctuation before it is spoken anyway
+    first_wait: float = Field(0.15, ge=0.0)  # the same for the first piece, so the answer starts soon
 
 
 class VoiceConfig(Strict):

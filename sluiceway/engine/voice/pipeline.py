@@ -51,7 +51,8 @@ VoiceEvent = Sentence | Audio | SentenceEnd
 
 
 def chunker_for(cfg: ChunkerConfig, clock: Callable[[], float] = time.monotonic) -> SentenceChunker:
-    return SentenceChunker(min_chars=cfg.min_chars, max_chars=cfg.max_chars, max_wait=cfg.max_wait, clock=clock)
+    return SentenceChunker(min_chars=cfg.min_chars, max_chars=cfg.max_chars, max_wait=cfg.max_wait,
+                           first_wait=cfg.first_wait, clock=clock)
 
 
 async def pieces(deltas: AsyncIterator[str], chunker: SentenceChunker) -> AsyncIterator[str]:
