@@ -270,3 +270,17 @@ async def test_agent_deadline_bounds_tools_and_steps(upstream: FakeUpstream) -> 
     res = next(e for e in events if e.type == "tool-result")
     assert res.is_error and "timed out" in res.output  # the tool got what was left of the run's time
     assert len(upstream.for_model("ag-dl")) == 1
+
+
+async def test_call_ids_reused_across_steps_are_made_unique(upstream: FakeUpstream) -> None:
+    same = tool_step([("call_0", "calculator", {"expression": "1+1"})])
+    upstream.add("ag-ids", chain(same, same, answer("2 and 2")))  # a model that numbers its calls per step
+    gw = gateway(upstream, {"i": {"model": "up/ag-ids", "tools": ["builtin.calculator"]}})
+    try:
+        events = await run(gw, "agent/i")
+    finally:
+        await gw.aclose()
+    assert [e.call_id for e in events if e.type == "tool-result"] == ["call_0", "call_0.s1"]
+    assert {e.call_id for e in events if e.type == "tool-input-delta"} == {"call_0", "call_0.s1"}
+    third = upstream.for_model("ag-ids")[2].body["messages"]
+    assert [m["tool_call_id"] for m in third if m["role"] == "tool"] == ["call_0", "call_0.s1"]

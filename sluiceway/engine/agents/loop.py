@@ -44,6 +44,8 @@ from ...core import (
     Timeout,
     ToolCall,
     ToolCallPart,
+    ToolInputDelta,
+    ToolInputEnd,
     ToolInputStart,
     ToolResult,
     Usage,
@@ -85,6 +87,7 @@ class _Step:
                        tool_calls=[ToolCallPart(c.call_id, c.name, c.arguments) for c in self.calls])
 
 
+_TOOL_EVENTS = frozenset({"tool-input-start", "tool-input-delta", "tool-input-end", "tool-call"})
 _RENAMED = {"text-start": TextStart, "text-end": TextEnd, "reasoning-start": ReasoningStart}
 
 
@@ -101,6 +104,18 @@ def _rename(ev: Event, step: int) -> Event:
     return cls(f"{ev.block_id}.s{step}") if cls is not None else ev
 
 
+def _recall(ev: Event, call_id: str) -> Event:
+    """A tool event with another call id (a model that reuses ids across steps)."""
+    t = ev.type
+    if t == "tool-input-start":
+        return ToolInputStart(call_id, ev.name, ev.server)
+    if t == "tool-input-delta":
+        return ToolInputDelta(call_id, ev.delta)
+    if t == "tool-input-end":
+        return ToolInputEnd(call_id)
+    return ToolCall(call_id, ev.name, ev.arguments, ev.server)
+
+
 async def run_agent(req: ChatRequest, tools: dict[str, ServerTool], open_step: OpenStep, *, label: str,
                     max_steps: int, tool_timeout: float, deadline: float | None) -> AsyncIterator[list[Event]]:
     """Stream an agent run. ``open_step(request, seconds_left)`` opens one model
@@ -109,6 +124,7 @@ async def run_agent(req: ChatRequest, tools: dict[str, ServerTool], open_step: O
     messages = list(req.messages)
     total = Usage()
     started = False
+    seen_calls: set[str] = set()  # call ids of earlier steps: encoders key tool parts on them
     for index in range(max_steps):
         left = None if t_end is None else t_end - time.monotonic()
         if left is not None and left <= 0:
@@ -137,6 +153,8 @@ async def run_agent(req: ChatRequest, tools: dict[str, ServerTool], open_step: O
                         return
                     if index:
                         ev = _rename(ev, index)
+                        if t in _TOOL_EVENTS and ev.call_id in seen_calls:
+                            ev = _recall(ev, f"{ev.call_id}.s{index}")
                     if t == "text-delta":
                         step.text.append(ev.delta)
                     elif t == "reasoning-start":
@@ -160,6 +178,7 @@ async def run_agent(req: ChatRequest, tools: dict[str, ServerTool], open_step: O
         finally:
             await stream.aclose()
         total = total + step.usage
+        seen_calls.update(c.call_id for c in step.calls)
         server_calls = [c for c in step.calls if c.name in tools]
         if not server_calls:
             yield [Finish(step.reason, total, step.raw_reason)]  # type: ignore[arg-type]
