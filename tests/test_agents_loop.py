@@ -284,3 +284,39 @@ async def test_call_ids_reused_across_steps_are_made_unique(upstream: FakeUpstre
     assert {e.call_id for e in events if e.type == "tool-input-delta"} == {"call_0", "call_0.s1"}
     third = upstream.for_model("ag-ids")[2].body["messages"]
     assert [m["tool_call_id"] for m in third if m["role"] == "tool"] == ["call_0", "call_0.s1"]
+
+
+async def test_read_file_stays_below_its_folder(upstream: FakeUpstream, tmp_path: Any) -> None:
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "notes.txt").write_text("hello from notes")
+    (tmp_path / "secret.txt").write_text("top secret")
+    (root / "link.txt").symlink_to(tmp_path / "secret.txt")
+    calls = [("r1", "read_file", {"path": "sub/notes.txt"}), ("r2", "read_file", {"path": "../secret.txt"}),
+             ("r3", "read_file", {"path": str(tmp_path / "secret.txt")}), ("r4", "read_file", {"path": "link.txt"}),
+             ("r5", "read_file", {"path": "sub/../sub/notes.txt"}), ("r6", "read_file", {"path": "missing.txt"})]
+    upstream.add("ag-files", chain(tool_step(calls), answer("ok")))
+    gw = gateway(upstream, {"f": {"model": "up/ag-files", "tools": ["builtin.read_file"], "files": str(root)}})
+    try:
+        events = await run(gw, "agent/f")
+    finally:
+        await gw.aclose()
+    r = {e.call_id: e for e in events if e.type == "tool-result"}
+    assert (r["r1"].output, r["r1"].is_error) == ("hello from notes", False)
+    assert (r["r5"].output, r["r5"].is_error) == ("hello from notes", False)
+    for cid in ("r2", "r3", "r4"):
+        assert r[cid].is_error and "outside the files folder" in r[cid].output
+    assert r["r6"].is_error and "no such file" in r["r6"].output
+    assert not any("top secret" in e.output for e in r.values())
+
+
+def test_calculator_is_arithmetic_only() -> None:
+    from sluiceway.engine.agents.builtins import calculator
+
+    assert calculator("2**10 + sqrt(16) - abs(-3) * pi / pi") == 1025.0
+    assert calculator("7 // 2 + 7 % 2") == 4
+    for bad in ("__import__('os').system('true')", "(1).__class__", "open('x')", "9**9**9", "[1,2]", "x"):
+        with pytest.raises(ValueError):
+            calculator(bad)
+    with pytest.raises(ValueError, match="division by zero"):
+        calculator("1/0")
