@@ -39,7 +39,16 @@ from ..core import (
 from ..core.tokens import estimate_tokens, prompt_chars
 from . import sse
 from .sequential import Sequencer
-from .validate import expect_bool, expect_dict, expect_int, expect_list, expect_number, expect_str, optional
+from .validate import (
+    expect_bool,
+    expect_dict,
+    expect_fraction,
+    expect_int,
+    expect_list,
+    expect_number,
+    expect_str,
+    optional,
+)
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "content_filter": "refusal", "error": "end_turn", "other": "end_turn"}
@@ -213,7 +222,7 @@ def decode_request(body: Any, *, require_max_tokens: bool = True) -> ChatRequest
         tool_choice=choice,
         parallel_tool_calls=parallel,
         temperature=temperature,
-        top_p=optional(body.get("top_p"), expect_number, "top_p"),
+        top_p=optional(body.get("top_p"), expect_fraction, "top_p"),
         max_tokens=max_tokens,
         stop=stop,
         reasoning_effort=_thinking_effort(body.get("thinking")),

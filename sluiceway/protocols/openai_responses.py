@@ -37,7 +37,16 @@ from ..core import (
 )
 from .openai_chat import error_type
 from .sequential import Sequencer
-from .validate import expect_bool, expect_dict, expect_int, expect_list, expect_number, expect_str, optional
+from .validate import (
+    expect_bool,
+    expect_dict,
+    expect_fraction,
+    expect_int,
+    expect_list,
+    expect_number,
+    expect_str,
+    optional,
+)
 
 IdFactory = Callable[[str], str]
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -200,7 +209,7 @@ def decode_request(body: Any) -> ChatRequest:
         tool_choice=tc,
         parallel_tool_calls=optional(body.get("parallel_tool_calls"), expect_bool, "parallel_tool_calls"),
         temperature=temperature,
-        top_p=optional(body.get("top_p"), expect_number, "top_p"),
+        top_p=optional(body.get("top_p"), expect_fraction, "top_p"),
         max_tokens=max_tokens,
         response_format=_response_format(body.get("text")),
         reasoning_effort=optional(reasoning.get("effort"), expect_str, "reasoning.effort"),

@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 
 from ..core import AuthError, BadRequest, RequestTooLarge
+from ..protocols.validate import check_json_limits
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -31,9 +32,11 @@ async def read_json(request: Request, limit: int) -> Any:
     if not body:
         raise BadRequest("request body is empty; expected a JSON object")
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"request body is not valid JSON: {e}") from None
+    check_json_limits(doc)
+    return doc
 
 
 def presented_key(request: Request) -> str | None:
