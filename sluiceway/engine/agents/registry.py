@@ -22,6 +22,7 @@ class Toolbox:
     def __init__(self, servers: dict[str, MCPServerConfig]) -> None:
         self.mcp = {name: MCPConnection(name, cfg) for name, cfg in servers.items()}
         self._python: dict[str, ServerTool] = {}
+        self._builtins: dict[str | None, dict[str, ServerTool]] = {}  # by files folder: schemas built once
 
     def check(self, agent_name: str, agent: AgentConfig) -> None:
         """Fail at startup on a pattern that can never match (unknown server, bad import)."""
@@ -54,7 +55,9 @@ class Toolbox:
         """The agent's tools by the name the model sees. An MCP server that
         cannot be reached is left out (logged), so the agent still answers."""
         found: list[ServerTool] = []
-        builtins = builtin_tools(agent.files)
+        builtins = self._builtins.get(agent.files)
+        if builtins is None:
+            builtins = self._builtins[agent.files] = builtin_tools(agent.files)
         for pattern in agent.tools:
             if ":" in pattern:
                 found.append(self._python_tool(pattern))
