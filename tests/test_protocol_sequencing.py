@@ -99,6 +99,26 @@ def test_responses_items_are_sequential_and_sdk_rebuilds_calls(stream):
     assert got == calls
 
 
+@settings(max_examples=100, deadline=None)
+@given(tool_streams(), st.integers(0, 3))
+def test_a_stored_responses_fold_is_the_streams_terminal_object(stream, stop_early):
+    """A stored Response is folded without encoding frames; it must be the very
+    object the stream's terminal frame carries (same item ids), and a run cut
+    short keeps what was streamed, cancelled."""
+    batches, _ = stream
+    rid, shell = "resp_fixed", openai_responses.ResponseShell({"model": "m"}, REQ)
+    enc = openai_responses.Encoder(None, None, ids=openai_responses.stable_ids(rid), rid=rid, created=7,
+                                   shell=shell)
+    fold = openai_responses.ResponseFold(shell, ids=openai_responses.stable_ids(rid), rid=rid, created=7)
+    cut = batches[:max(1, len(batches) - stop_early)]
+    raw = b"".join(enc.feed(b) for b in cut)
+    assert [fold.feed(b) for b in cut] == [b""] * len(cut)  # no frames at all
+    if len(cut) == len(batches):
+        assert fold.result() == frames(raw)[-1][1]["response"]
+    else:
+        assert fold.result() == enc.result() and fold.result()["status"] == "cancelled"
+
+
 @settings(max_examples=150, deadline=None)
 @given(tool_streams())
 def test_anthropic_blocks_are_dense_sequential_and_sdk_rebuilds_calls(stream):

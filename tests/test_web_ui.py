@@ -6,6 +6,7 @@ Screenshots of the main states go to test-artifacts/ (gitignored)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,11 +189,19 @@ def test_page_and_libraries_are_served(open_page, ui):
 
 
 def test_text_streams_in_incrementally_as_markdown(open_page, upstream):
+    # the upstream holds its first token until the typing indicator has been
+    # seen: the test decides when the stream goes on, not the machine's load
+    gate = threading.Event()
+    steps = chat_text_stream(ANSWER, delay=0.12, usage=usage_wire(14, 40))
+    upstream.add("ui-incremental", [steps[0], gate, *steps[1:]])
     page = open_page()
     page.evaluate(RECORD_STATES)
-    ask(page, "up/ui-incremental", "Tell me about rivers")
-    expect(page.locator("#messages .msg.user .bubble")).to_have_text("Tell me about rivers")
-    expect(last_reply(page).locator(".typing")).to_be_visible()  # until the first token
+    try:
+        ask(page, "up/ui-incremental", "Tell me about rivers")
+        expect(page.locator("#messages .msg.user .bubble")).to_have_text("Tell me about rivers")
+        expect(last_reply(page).locator(".typing")).to_be_visible()  # until the first token
+    finally:
+        gate.set()
     expect(last_reply(page).locator(".content")).to_contain_text("Water finds", timeout=5000)
     expect(last_reply(page).locator(".typing")).to_be_hidden()
     if HAVE_LIBS:  # a finished block keeps its DOM node while later text streams in (no flicker)
@@ -516,13 +525,21 @@ def server_page(open_page, server: ServerThread | None = None, *, new_chat: bool
 
 
 def test_reload_mid_answer_reattaches_and_completes(open_page, upstream):
+    # the upstream holds after w5 until the reloaded page has reattached: the
+    # answer is still running then however slow the machine is
+    gate = threading.Event()
+    steps = chat_text_stream([f"w{i} " for i in range(20)], delay=0.08, usage=usage_wire(6, 20))
+    upstream.add("ui-slow", [*steps[:13], gate, *steps[13:]])  # [role, (delay, chunk) × 6, …]
     page = server_page(open_page)
-    ask(page, "up/ui-slow", "count for me")
-    expect(last_reply(page).locator(".content")).to_contain_text("w3", timeout=5000)
-    page.reload()
-    page.wait_for_selector("html[data-ready]")
-    expect(last_reply(page)).to_have_attribute("data-status", "streaming")  # reattached while still running
-    shot(page, "14-reattached")
+    try:
+        ask(page, "up/ui-slow", "count for me")
+        expect(last_reply(page).locator(".content")).to_contain_text("w3", timeout=5000)
+        page.reload()
+        page.wait_for_selector("html[data-ready]")
+        expect(last_reply(page)).to_have_attribute("data-status", "streaming")  # reattached while still running
+        shot(page, "14-reattached")
+    finally:
+        gate.set()
     wait_status(page, "complete")
     expect(last_reply(page).locator(".content")).to_have_text(" ".join(f"w{i}" for i in range(20)))
     expect(page.locator("#messages .msg")).to_have_count(2)

@@ -3,8 +3,9 @@
 Tests register a *script* under a name and send requests whose model (in the
 JSON body, or anywhere in the URL path, as Gemini and Bedrock put it) is that
 name. A script is a status, headers and a list of steps: bytes to write, a
-float to pause (seconds), ``HANG`` to stall until the client leaves, or
-``DROP`` to cut the connection. Every request is recorded (path, headers,
+float to pause (seconds), a ``threading.Event`` (a gate: wait until the test
+sets it, so the test, not the clock, decides when the stream goes on),
+``HANG`` to stall until the client leaves, or ``DROP`` to cut the connection. Every request is recorded (path, headers,
 body) with the moment the client closed the connection, so tests can prove
 that cancellation reached the upstream.
 
@@ -175,6 +176,9 @@ class FakeUpstream:
                     await resp.write(step.encode() if isinstance(step, str) else step)
                 elif isinstance(step, int | float):
                     await self._sleep(request, float(step))
+                elif isinstance(step, threading.Event):
+                    while not step.is_set():
+                        await self._sleep(request, 0.01)
                 if self._gone(request):
                     raise ConnectionResetError
             await resp.write_eof()

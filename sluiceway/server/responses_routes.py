@@ -81,7 +81,7 @@ async def responses_run(rs: RunStart) -> Any:
         log.exception("storing response %s failed", rid)
         await rs.abandon()
         return error_response(internal_error(), oai.encode_error)
-    saver = StoredResponse(store, _encoder(rid, created, shell))
+    saver = StoredResponse(store, oai.ResponseFold(shell, ids=oai.stable_ids(rid), rid=rid, created=created))
     failed = await start_run(rs, rid, [saver], meta={"kind": "openai-responses"})
     if failed is not None:
         try:

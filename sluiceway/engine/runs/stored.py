@@ -1,7 +1,7 @@
 """Stored Responses as a run observer: the Response object is folded as the
 run goes and saved when it ends, before the run's end is logged, so a client
 that has seen the end can retrieve it. The folding is the protocol's
-(``protocols.openai_responses.Accumulator``), handed in by the server: the
+(``protocols.openai_responses.ResponseFold``: no frames encoded), handed in by the server: the
 engine does not know wire formats."""
 
 from __future__ import annotations
