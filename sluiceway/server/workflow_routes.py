@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from ..core import SluicewayError
 from ..engine.workflows import LiveStream, Task, Workflows
-from ..engine.workflows.provider import workflows_of
+from ..engine.workflows.provider import chat_input_name, workflows_of
 from .auth import authenticate
 
 JSON = "application/json"
@@ -359,8 +359,7 @@ async def langflow_run(request: Request) -> Response:
         raise Detail(422, "input_value must be a string")
     inputs = body.get("inputs") if isinstance(body.get("inputs"), dict) else {}
     if value is not None:
-        names = [v["name"] for v in wfs.inputs(found[1], found[0])]
-        inputs = {names[0] if names else "prompt": value, **inputs}
+        inputs = {chat_input_name(wfs.inputs(found[1], found[0])): value, **inputs}
     session = str(body.get("session_id") or uuid.uuid4().hex)
     task = wfs.start(found[1].id, inputs, session_id=session)
     run = LangflowRun(wfs, task, value or "", session)

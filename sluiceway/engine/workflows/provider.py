@@ -3,6 +3,7 @@
 The chat becomes the workflow's input: ``input`` in the request's extra body
 (OpenAI ``extra_body={"input": {...}}``) is used as is; otherwise the last
 user message goes to the workflow's first input variable (the first
+``${input.x as text}``, else the first named like a prompt, else the first
 ``${input.x}`` it binds, ``prompt`` when it binds none). The output streams as
 text: a streamed output chunk by chunk (JSON chunks one JSON text per line),
 any other output once, as text or JSON.
@@ -65,8 +66,7 @@ class WorkflowProvider:
             return given
         last = next((m.text for m in reversed(req.messages) if m.role == "user"), "")
         found = self.workflows.resolve(wid)
-        names = [v["name"] for v in self.workflows.inputs(found[1], found[0])] if found else []
-        return {names[0] if names else "prompt": last}
+        return {chat_input_name(self.workflows.inputs(found[1], found[0]) if found else []): last}
 
     async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
         wid = req.model
@@ -102,6 +102,19 @@ class WorkflowProvider:
         finally:
             if task.status in ("pending", "processing"):
                 await self.workflows.cancel(task)
+
+
+PROMPT_NAMES = ("prompt", "message", "question", "query", "text", "input", "content")
+
+
+def chat_input_name(variables: list[dict[str, Any]]) -> str:
+    """Where a chat's last user message goes: the first ``as text`` input, else
+    the first input named like a prompt, else the first input, else ``prompt``."""
+    for pick in (lambda v: v.get("type") == "text", lambda v: v["name"] in PROMPT_NAMES, lambda v: True):
+        for v in variables:
+            if pick(v):
+                return v["name"]
+    return "prompt"
 
 
 def _error(message: str, status: int) -> SluicewayError:

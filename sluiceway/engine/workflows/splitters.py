@@ -118,7 +118,7 @@ class SentenceSplitter:
             while end < len(text) and text[end] in _TERMINATORS:
                 end += 1
             if not final and end == len(text):
-                return None  # "..." may still be arriving
+                break  # "..." may still be arriving; only an oversize buffer is cut now
             sentence = text[:end].strip()
             return (sentence if any(c not in _TERMINATORS for c in sentence) else ""), end
         if self.max is not None and len(text) >= self.max:
