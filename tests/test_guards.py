@@ -121,3 +121,19 @@ def test_with_keys_any_content_type_reaches_the_api(make_server, upstream):
     r = httpx.post(f"{srv.url}/v1/chat/completions", content=b'{"model": "up/g-ok", "messages": []}',
                    headers={"content-type": "application/x-www-form-urlencoded", "authorization": "Bearer k-123456"})
     assert r.status_code == 400 and r.json()["error"]["code"] != "unsupported_media_type"
+
+
+def test_metrics_and_the_api_document_need_a_key_when_keys_are_on(make_server):
+    srv = make_server(server={"api_keys": ["k-123456"]})
+    for path in ("/metrics", "/openapi.json"):
+        assert httpx.get(f"{srv.url}{path}").status_code == 401
+        assert httpx.get(f"{srv.url}{path}", headers={"authorization": "Bearer k-123456"}).status_code == 200
+    assert httpx.get(f"{srv.url}/healthz").status_code == 200  # liveness stays public
+    public = make_server(server={"api_keys": ["k-123456"], "public_metrics": True, "public_docs": True})
+    for path in ("/metrics", "/openapi.json"):
+        assert httpx.get(f"{public.url}{path}").status_code == 200
+
+
+def test_in_open_mode_metrics_and_the_document_are_served(server):
+    assert httpx.get(f"{server.url}/metrics").status_code == 200
+    assert httpx.get(f"{server.url}/openapi.json").json()["openapi"].startswith("3.1")

@@ -66,7 +66,8 @@ def test_document_describes_every_route():
 
 
 def test_served_document_is_the_document(fuzz_server):
-    r = httpx.get(f"{fuzz_server.url}/openapi.json")
+    assert httpx.get(f"{fuzz_server.url}/openapi.json").status_code == 401  # keys are on: it needs one
+    r = httpx.get(f"{fuzz_server.url}/openapi.json", headers={"authorization": f"Bearer {STATIC}"})
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     assert r.json() == document()
 

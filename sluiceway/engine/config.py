@@ -94,6 +94,8 @@ class ServerConfig(Strict):
     header_timeout: float = 10.0  # seconds a request's headers may take to arrive; then 408 and close; 0 = never
     body_timeout: float = 60.0  # seconds its body may take after the headers; 0 = never
     allowed_hosts: list[str] = Field(default_factory=list)  # extra Host names a loopback server in open mode answers
+    public_metrics: bool = False  # /metrics without a key even when keys are configured
+    public_docs: bool = False  # /openapi.json likewise
 
     @field_validator("api_keys")
     @classmethod

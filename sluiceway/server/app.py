@@ -98,11 +98,11 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     return json_response(body, 405)
 
 
-def api_ops() -> list[table.Op]:
+def api_ops(public_metrics: bool = False, public_docs: bool = False) -> list[table.Op]:
     """The route table: every documented operation (``table.Op``), each
     module's next to its handlers."""
     return [
-        *openapi.ops(healthz, metrics),
+        *openapi.ops(healthz, metrics, public_metrics=public_metrics, public_docs=public_docs),
         *openai_routes.ops(),  # /v1/models
         *protocol_routes.ops(),  # Chat Completions, Messages, plain SSE
         *responses_routes.ops(),  # Responses and the stored-Responses API
@@ -130,7 +130,7 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
             await app.state.auth.aclose()
             await gw.aclose()
 
-    ops = api_ops()
+    ops = api_ops(cfg.server.public_metrics, cfg.server.public_docs)
     routes: list[BaseRoute] = table.to_routes(ops)
     # modules that hand over plain Starlette routes (documented from them, below):
     routes += audio_routes.routes()  # /v1/audio/speech, /v1/audio/transcriptions, /v1/voice (WebSocket)

@@ -41,14 +41,17 @@ async def openapi_json(request: Request) -> Response:
     return Response(request.app.state.openapi, media_type=JSON)  # built once, in create_app
 
 
-def ops(healthz, metrics) -> list[Op]:  # noqa: ANN001 — the handlers live in app.py
-    """The operational endpoints (public)."""
+def ops(healthz, metrics, *, public_metrics: bool = False, public_docs: bool = False) -> list[Op]:  # noqa: ANN001
+    """The operational endpoints. Liveness is always public; metrics and this
+    document need a key whenever the server has keys, unless configured public."""
+    def access(public: bool) -> dict:
+        return {"security": [], "auth": False} if public else {}
     return [
         Op("GET", "/healthz", healthz, "Liveness", "ops", "healthz", {"200": ok(obj({"status": s()}))},
            security=[], auth=False),
         Op("GET", "/metrics", metrics, "Prometheus metrics", "ops", "metrics",
            {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": s()}}}},
-           security=[], auth=False),
+           **access(public_metrics)),
         Op("GET", "/openapi.json", openapi_json, "This document", "ops", "openapi",
-           {"200": ok({"type": "object"})}, security=[], auth=False),
+           {"200": ok({"type": "object"})}, **access(public_docs)),
     ]
