@@ -198,3 +198,44 @@ def test_session_chat_stores_the_steps_and_continues(upstream: FakeUpstream, mak
     assert text == "and 5 after that"
     replay = upstream.for_model("sess-agent")[-1].body["messages"]  # the stored turn, as the model sees it again
     assert replay[-1] == {"role": "user", "content": "and then?"}
+
+
+def test_approval_pauses_the_run_until_decided(upstream: FakeUpstream, make_server: Any) -> None:
+    upstream.add("seed-approve", chain(
+        tool_step([("c_ok", "calculator", {"expression": "6*7"}), ("c_no", "current_time", {}),
+                   ("c_free", "add_one", {"n": 1})]),
+        answer("done")))
+    srv = agent_server(make_server, {"default": {
+        "model": "up/seed-approve", "tools": ["builtin.calculator", "builtin.current_time", f"{PY}:add_one"],
+        "approve": ["builtin.*"]}})
+    frames: list[Any] = []
+    auth = {"X-API-Key": KEY}
+    with httpx.stream("POST", f"{srv.url}/api/web/chat/stream", headers=auth, timeout=30,
+                      json={"messages": [{"role": "user", "content": "x"}], "useTools": True}) as r:
+        lines = r.iter_lines()
+        for line in lines:
+            if line.startswith("data: {"):
+                frames.append(orjson.loads(line[6:]))
+                if frames[-1]["type"] == "tool-approval-request" and len(
+                        [f for f in frames if f["type"] == "tool-approval-request"]) == 2:
+                    break
+        asks = {f["toolCallId"]: f["approvalId"] for f in frames if f["type"] == "tool-approval-request"}
+        assert set(asks) == {"c_ok", "c_no"}  # add_one needs no approval
+        assert not any(f["type"] == "tool-result" for f in frames)  # nothing ran while waiting
+        bad = httpx.post(f"{srv.url}/api/agents/approvals/{asks['c_ok']}", headers=auth, json={"approved": "yes"})
+        assert bad.status_code == 400
+        ok = httpx.post(f"{srv.url}/api/agents/approvals/{asks['c_ok']}", headers=auth, json={"approved": True})
+        no = httpx.post(f"{srv.url}/api/agents/approvals/{asks['c_no']}", headers=auth,
+                        json={"approved": False, "reason": "not now"})
+        assert ok.status_code == no.status_code == 200
+        for line in lines:
+            if line.startswith("data: {"):
+                frames.append(orjson.loads(line[6:]))
+    results = {f["toolCallId"]: f["output"] for f in frames if f["type"] == "tool-result"}
+    assert results["c_ok"] == 42 and results["c_free"] == 2
+    assert results["c_no"] == {"error": "the user did not approve this call: not now"}
+    assert frames[-1]["type"] == "finish"
+    again = httpx.post(f"{srv.url}/api/agents/approvals/{asks['c_ok']}", headers=auth, json={"approved": True})
+    assert again.status_code == 404
+    tool_msgs = [m for m in upstream.last("seed-approve").body["messages"] if m["role"] == "tool"]
+    assert "did not approve" in next(m["content"] for m in tool_msgs if m["tool_call_id"] == "c_no")

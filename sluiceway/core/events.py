@@ -170,6 +170,18 @@ class Error:
 
 
 @dataclass(slots=True)
+class ToolApprovalRequest:
+    """An agent waits for a person to approve a tool call before running it
+    (answered through the server's approval endpoint with ``approval_id``)."""
+
+    type: ClassVar[str] = "tool-approval-request"
+    approval_id: str
+    call_id: str
+    name: str
+    server: str | None = None
+
+
+@dataclass(slots=True)
 class Abort:
     type: ClassVar[str] = "abort"
     reason: str = "cancelled"
@@ -191,6 +203,7 @@ Event = (
     | StepFinish
     | Finish
     | Error
+    | ToolApprovalRequest
     | Abort
 )
 

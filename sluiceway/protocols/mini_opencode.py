@@ -20,7 +20,9 @@ an optional ``model``), the key in ``X-API-Key``. Response: one
 | finish | finishReason, totalUsage |
 
 Block ids are renumbered ``"0"``, ``"1"``, … in order of appearance, as in
-the seed. A tool that failed has ``output: {"error": "…"}``. Finish reasons
+the seed. A tool that failed has ``output: {"error": "…"}``. An agent tool that
+needs approval adds the AI SDK's ``tool-approval-request`` (``approvalId``,
+``toolCallId``), answered with ``POST /api/agents/approvals/{approvalId}``. Finish reasons
 are the AI SDK's (``stop``, ``length``, ``tool-calls``, ``content-filter``,
 ``error``, ``other``). A failure after the stream started is
 ``{"type": "error", "error": "…"}`` then ``[DONE]``.
@@ -139,6 +141,8 @@ class Encoder:
                 out.append(_frame({"type": t, "toolCallId": ev.call_id, "toolName": ev.name, "output": output}))
             elif t == "finish-step":
                 out.append(_frame({"type": t, "finishReason": FINISH.get(ev.reason, "other")}))
+            elif t == "tool-approval-request":
+                out.append(_frame({"type": t, "approvalId": ev.approval_id, "toolCallId": ev.call_id}))
             elif t == "finish":
                 u = ev.usage
                 out.append(_frame({"type": t, "finishReason": FINISH.get(ev.reason, "other"),

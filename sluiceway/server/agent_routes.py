@@ -4,7 +4,8 @@
 the first configured) as ``agent/<name>``; ``false`` asks that agent's model
 with its system prompt and no server tools. A ``model`` in the body picks any
 model or ``agent/<name>`` instead. With no agents configured, the default
-model answers. Every other endpoint serves agents as ``agent/<name>``
+model answers. ``POST /api/agents/approvals/{id}`` answers a tool call an agent
+waits on (``approve:`` in its config). Every other endpoint serves agents as ``agent/<name>``
 through the router; nothing else is needed here.
 """
 
@@ -16,10 +17,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from ..core import SluicewayError
+from ..core import BadRequest, NotFound, SluicewayError
 from ..protocols import mini_opencode
 from .auth import FREE, admit, authenticate
-from .errors import CLIENT_GONE, error_response, internal_error
+from .errors import CLIENT_GONE, error_response, internal_error, json_response
 from .requests import deadline_overrides, read_json
 from .streaming import ClientGone, SSEResponse, until_disconnect
 
@@ -65,5 +66,27 @@ async def web_chat_stream(request: Request) -> Any:
                        stall_timeout=state.stall_timeout, observers=grant.observers())
 
 
+async def decide_approval(request: Request) -> Any:
+    """``{approved: bool, reason?: str}`` for a ``tool-approval-request`` an agent
+    is waiting on (in this process). 404 when nothing waits under that id."""
+    state = request.app.state.sluiceway
+    try:
+        await authenticate(request)
+        body = await read_json(request, 64 * 1024)
+        if not isinstance(body, dict) or not isinstance(body.get("approved"), bool):
+            raise BadRequest("the body must be {approved: true|false, reason?: string}", param="approved")
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise BadRequest("reason must be a string", param="reason")
+        approval_id = request.path_params["approval_id"]
+        agents = state.gateway.providers.get(AGENT_PROVIDER)
+        if agents is None or not agents.approvals.decide(approval_id, body["approved"], reason):
+            raise NotFound(f"no tool call waits for approval {approval_id!r}", code="approval_not_found")
+    except SluicewayError as e:
+        return error_response(e, mini_opencode.encode_error)
+    return json_response({"approval_id": approval_id, "approved": body["approved"]})
+
+
 def routes() -> list[Route]:
-    return [Route("/api/web/chat/stream", web_chat_stream, methods=["POST"])]
+    return [Route("/api/web/chat/stream", web_chat_stream, methods=["POST"]),
+            Route("/api/agents/approvals/{approval_id}", decide_approval, methods=["POST"])]

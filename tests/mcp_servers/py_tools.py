@@ -59,3 +59,8 @@ async def hang(tag: str) -> str:
 def get_current_city() -> dict:
     """Where the user is (the seed's example tool)."""
     return {"city": "深圳"}
+
+
+def add_one(n: int) -> int:
+    """n + 1."""
+    return n + 1

@@ -50,6 +50,9 @@ class AgentConfig(Strict):
     tool_timeout: float = Field(default=30.0, gt=0)  # seconds per tool call; a timeout is an error result
     deadline: float | None = Field(default=None, gt=0)  # seconds for the whole run; None = the route's total
     files: str | None = None  # the folder builtin.read_file reads below (required for that tool)
+    # tools a person must approve before each call: their names or source.name patterns (weather.*, builtin.calculator)
+    approve: list[str] = Field(default_factory=list)
+    approval_timeout: float = Field(default=300.0, gt=0)  # seconds to wait for the decision; none is a denial
 
     @model_validator(mode="after")
     def _not_itself(self) -> AgentConfig:

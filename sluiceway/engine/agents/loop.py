@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -50,6 +51,7 @@ from ...core import (
     ToolResult,
     Usage,
 )
+from ...core.events import ToolApprovalRequest
 from .tools import ServerTool, output_text
 
 log = logging.getLogger("sluiceway.agents")
@@ -116,10 +118,43 @@ def _recall(ev: Event, call_id: str) -> Event:
     return ToolCall(call_id, ev.name, ev.arguments, ev.server)
 
 
+class Approvals:
+    """Tool calls waiting for a person's decision, by approval id (this process only)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
+
+    def open(self) -> tuple[str, asyncio.Future[tuple[bool, str | None]]]:
+        approval_id = f"apr_{uuid.uuid4().hex}"
+        fut = self._pending[approval_id] = asyncio.get_running_loop().create_future()
+        return approval_id, fut
+
+    def decide(self, approval_id: str, approved: bool, reason: str | None = None) -> bool:
+        fut = self._pending.get(approval_id)
+        if fut is None or fut.done():
+            return False
+        fut.set_result((approved, reason))
+        return True
+
+    def drop(self, approval_id: str) -> None:
+        self._pending.pop(approval_id, None)
+
+
+@dataclass(slots=True)
+class Gate:
+    """Which calls need approval, where decisions arrive, and how long to wait."""
+
+    needs: Callable[[str], bool]
+    approvals: Approvals
+    timeout: float = 300.0
+
+
 async def run_agent(req: ChatRequest, tools: dict[str, ServerTool], open_step: OpenStep, *, label: str,
-                    max_steps: int, tool_timeout: float, deadline: float | None) -> AsyncIterator[list[Event]]:
+                    max_steps: int, tool_timeout: float, deadline: float | None,
+                    gate: Gate | None = None) -> AsyncIterator[list[Event]]:
     """Stream an agent run. ``open_step(request, seconds_left)`` opens one model
-    step (routing, fallbacks and deadlines are the caller's)."""
+    step (routing, fallbacks and deadlines are the caller's). Calls ``gate``
+    says need approval wait for it (a ``tool-approval-request`` is streamed)."""
     t_end = time.monotonic() + deadline if deadline else None
     messages = list(req.messages)
     total = Usage()
@@ -184,7 +219,16 @@ async def run_agent(req: ChatRequest, tools: dict[str, ServerTool], open_step: O
             yield [Finish(step.reason, total, step.raw_reason)]  # type: ignore[arg-type]
             return
         results: dict[str, ToolResult] = {}
-        async for res in _run_tools(server_calls, tools, tool_timeout, t_end):
+        runnable = server_calls
+        if gate is not None and any(gate.needs(c.name) for c in server_calls):
+            denied: list[ToolResult] = []
+            async for batch in _ask(server_calls, tools, gate, denied):
+                yield batch
+            for res in denied:
+                results[res.call_id] = res
+                yield [res]
+            runnable = [c for c in server_calls if c.call_id not in results]
+        async for res in _run_tools(runnable, tools, tool_timeout, t_end):
             results[res.call_id] = res
             yield [res]
         yield [StepFinish("tool_calls", step.usage)]
@@ -194,6 +238,32 @@ async def run_agent(req: ChatRequest, tools: dict[str, ServerTool], open_step: O
         messages = [*messages, step.message(),
                     *(_tool_message(results[c.call_id]) for c in server_calls)]
     yield [Finish("tool_calls", total, "max_steps")]
+
+
+async def _ask(calls: list[ToolCall], tools: dict[str, ServerTool], gate: Gate,
+               denied: list[ToolResult]) -> AsyncIterator[list[Event]]:
+    """Stream an approval request for each gated call, then wait for the
+    decisions (all within ``gate.timeout``); denials land in ``denied``."""
+    waits: list[tuple[ToolCall, str, asyncio.Future[tuple[bool, str | None]]]] = []
+    for c in calls:
+        if gate.needs(c.name):
+            approval_id, fut = gate.approvals.open()
+            waits.append((c, approval_id, fut))
+    try:
+        yield [ToolApprovalRequest(aid, c.call_id, c.name, tools[c.name].source) for c, aid, _ in waits]
+        t_end = time.monotonic() + gate.timeout
+        for c, _, fut in waits:
+            try:
+                approved, reason = await asyncio.wait_for(asyncio.shield(fut), max(0.0, t_end - time.monotonic()))
+            except TimeoutError:
+                approved, reason = False, f"no decision within {gate.timeout:g} s"
+            if not approved:
+                why = f": {reason}" if reason else ""
+                denied.append(ToolResult(c.call_id, c.name, f"the user did not approve this call{why}", True,
+                                         tools[c.name].source, 0.0))
+    finally:
+        for _, aid, _ in waits:
+            gate.approvals.drop(aid)
 
 
 def _tool_message(res: ToolResult) -> Message:

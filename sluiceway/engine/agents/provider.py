@@ -6,6 +6,7 @@ back through the router, so aliases, fallbacks and deadlines apply to it."""
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -17,7 +18,7 @@ from ...core import ChatRequest, Deadlines, Event, Message, NotFound
 from ...providers import ModelInfo
 from ..strict import Strict
 from .config import AgentConfig, MCPServerConfig
-from .loop import StepStream, run_agent
+from .loop import Approvals, Gate, StepStream, run_agent
 from .registry import Toolbox
 from .tools import ServerTool
 
@@ -41,6 +42,7 @@ class AgentProvider:
         self.agents, self.servers = agents, servers
         self.settings = AgentSettings(mcp_servers=servers)  # MCP headers and env are redacted like provider keys
         self.toolbox = Toolbox(servers)
+        self.approvals = Approvals()
         self._router = router  # a getter: the gateway may swap its router on reload
         for name, agent in agents.items():
             self.toolbox.check(name, agent)
@@ -81,8 +83,14 @@ class AgentProvider:
             return await router.open(step, overrides)
 
         total = agent.deadline if agent.deadline is not None else deadline.total
+        gate = None
+        if agent.approve:
+            def needs(tool: str) -> bool:
+                keys = (tool, f"{tools[tool].source}.{tools[tool].remote_name or tool}")
+                return any(fnmatch.fnmatchcase(k, p) for k in keys for p in agent.approve)
+            gate = Gate(needs, self.approvals, agent.approval_timeout)
         async for batch in run_agent(inner, tools, open_step, label=f"agent/{name}", max_steps=agent.max_steps,
-                                     tool_timeout=agent.tool_timeout, deadline=total):
+                                     tool_timeout=agent.tool_timeout, deadline=total, gate=gate):
             yield batch
 
     async def list_models(self) -> list[ModelInfo]:
