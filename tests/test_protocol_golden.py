@@ -143,9 +143,9 @@ CASES: dict[str, tuple[Callable[[], object], list[list[Event]]]] = {
     "ui_invalid_tool_json_is_tool_input_error.sse": (ui, BAD_TOOL_JSON),
     "ui_midstream_error_then_finish_error_done.sse": (ui, MIDSTREAM_ERROR),
     "ui_abort.sse": (ui, ABORTED),
-    "plain_text_multiline_deltas_one_data_line_per_line.sse": (lambda: plain_sse.Encoder("text"), MULTILINE),
-    "plain_text_midstream_error_event.sse": (lambda: plain_sse.Encoder("text"), MIDSTREAM_ERROR),
-    "plain_json_every_canonical_event.sse": (lambda: plain_sse.Encoder("json"), TOOL_LOOP_STEPS),
+    "plain_text_multiline_deltas_one_data_line_per_line.sse": (lambda: plain_sse.Encoder(format="text"), MULTILINE),
+    "plain_text_midstream_error_event.sse": (lambda: plain_sse.Encoder(format="text"), MIDSTREAM_ERROR),
+    "plain_json_every_canonical_event.sse": (lambda: plain_sse.Encoder(format="json"), TOOL_LOOP_STEPS),
 }
 
 

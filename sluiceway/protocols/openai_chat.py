@@ -213,10 +213,10 @@ class Encoder:
     The constant part of every chunk (id, created, model) is rendered once;
     a delta chunk is then a few byte concatenations and one orjson call."""
 
-    def __init__(self, body: dict[str, Any], model: str, *, reasoning_field: str = "reasoning_content") -> None:
+    def __init__(self, body: dict[str, Any], req: ChatRequest, *, reasoning_field: str = "reasoning_content") -> None:
         so = body.get("stream_options") or {}
         self.include_usage = so.get("include_usage") is True
-        self.model = model
+        self.model = req.model
         self.reasoning_key = orjson.dumps(reasoning_field)
         self._head = b""
         self._tail = b',"logprobs":null,"finish_reason":null}]' + (b',"usage":null}\n\n' if self.include_usage

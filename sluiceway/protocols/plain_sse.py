@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from ..core import BadRequest, Event
+from ..core import TERMINAL_TYPES, BadRequest, ChatRequest, Event, encode_event
 from . import sse
 from .openai_chat import decode_request, encode_error  # noqa: F401  (the request and error shapes)
 
@@ -56,18 +54,16 @@ class JsonEncoder:
         self.done = False
 
     def feed(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
-        for ev in events:
-            # orjson serialises the slotted dataclass (Usage nested); ``type`` is a ClassVar, so prepend it
-            fields = orjson.dumps(ev)
-            out.append(b'data: {"type":"' + ev.type.encode() + (b'",' if fields != b"{}" else b'"')
-                       + fields[1:] + b"\n\n")
-            if ev.type in ("finish", "error", "abort"):
-                self.done = True
+        out = [sse.data(encode_event(ev)) for ev in events]  # the canonical event JSON (core.codec)
+        if any(ev.type in TERMINAL_TYPES for ev in events):
+            self.done = True
         return b"".join(out)
 
 
-def Encoder(format: str) -> TextEncoder | JsonEncoder:  # noqa: N802  (a factory named like the other modules' class)
+def Encoder(body: dict[str, Any] | None = None, req: ChatRequest | None = None, *,  # noqa: N802
+            format: str = "json") -> TextEncoder | JsonEncoder:
+    """The encoder for ``format`` (text or json); named and called like the
+    other protocols' ``Encoder(body, req, **options)``."""
     if format == "text":
         return TextEncoder()
     if format == "json":

@@ -176,7 +176,7 @@ async def _complete(request: Request, state: AppState, proto: Protocol, body: di
 # ------------------------------------------------------------------ protocols
 CHAT = Protocol(
     "openai-chat", chat.decode_request, chat.encode_error,
-    lambda request, body, req: chat.Encoder(body, req.model),
+    lambda request, body, req: chat.Encoder(body, req),
     chat.wants_stream,
     lambda c, body, req: chat.encode_completion(c, req.model),
 )
@@ -195,7 +195,8 @@ def _plain_format(request: Request) -> None:
 
 PLAIN = Protocol(
     "plain-sse", chat.decode_request, chat.encode_error,
-    lambda request, body, req: plain_sse.Encoder(plain_sse.check_format(request.query_params.get("format"))),
+    lambda request, body, req: plain_sse.Encoder(body, req,
+                                                 format=plain_sse.check_format(request.query_params.get("format"))),
     check=_plain_format,
 )
 
