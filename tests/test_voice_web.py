@@ -77,11 +77,12 @@ def test_page_plays_the_answer_while_it_is_written_and_stops_on_barge_in(browser
         # every sentence is received and scheduled, and the first is being heard
         page.wait_for_function(
             f"() => new Set(window.sluicewayVoice.stats.scheduled.map(c => c.seq)).size === {len(SENTENCES)}"
-            " && window.sluicewayVoice.stats.sentencesHeard.length > 0", timeout=30000)
-        expect(page.locator("#voice-caption")).to_have_text(SENTENCES[0])
-        assert page.evaluate("CSS.highlights.has('sluiceway-speaking')")
-        assert page.evaluate("CSS.highlights.get('sluiceway-speaking').values().next().value.toString()") \
-            == SENTENCES[0]
+            " && window.sluicewayVoice.stats.sentencesHeard.length > 0", timeout=30000, polling=50)
+        # the caption and the highlight in the message show the sentence being heard (read in one go)
+        seen = page.evaluate("() => ({caption: document.getElementById('voice-caption').textContent,"
+                             " marked: CSS.highlights.get('sluiceway-speaking').values().next().value.toString(),"
+                             " heard: window.sluicewayVoice.stats.sentencesHeard.at(-1)})")
+        assert seen["caption"] == seen["marked"] == SENTENCES[seen["heard"]]
         chunks = page.evaluate("window.sluicewayVoice.stats.scheduled")
         assert [c["seq"] for c in chunks] == sorted(c["seq"] for c in chunks)  # in order
         for a, b in zip(chunks, chunks[1:], strict=False):  # back to back on the audio clock: gapless
@@ -114,3 +115,34 @@ def test_page_plays_the_answer_while_it_is_written_and_stops_on_barge_in(browser
     answer = [m for m in msgs if m["role"] == "assistant"][-1]
     assert answer["status"] == "interrupted"
     assert answer["text"].startswith(" ".join(SENTENCES))
+
+
+def test_hands_free_the_user_speaking_interrupts_the_answer(browser, srv, upstream):
+    """Chromium's fake microphone beeps: hands-free hears it as speech, which stops
+    the answer being spoken and sends the utterance to the recogniser."""
+    ctx = browser.new_context(permissions=["microphone"])
+    page = ctx.new_page()
+    errors: list = []
+    page.on("pageerror", lambda e: errors.append(e))
+    try:
+        page.goto(f"{srv.url}/")
+        page.wait_for_selector("html[data-ready]", timeout=15000)
+        page.click("#voice-toggle")
+        page.wait_for_function("() => window.sluicewayVoice.ws && window.sluicewayVoice.ws.readyState === 1")
+        page.select_option("#model", "up/ui-voice")
+        page.fill("#input", "Tell me again")
+        page.press("#input", "Enter")
+        page.wait_for_function("() => window.sluicewayVoice.stats.sentencesHeard.length > 0", timeout=30000,
+                               polling=50)
+        assert page.evaluate("window.sluicewayVoice.playing")
+        page.evaluate("() => { window.sluicewayVoice.endOfSpeechMs = 250; }")  # the fake mic beeps every 0.5 s
+        page.click("#voice-handsfree")
+        expect(page.locator("#voice-handsfree")).to_have_attribute("aria-pressed", "true")
+        page.wait_for_function("() => window.sluicewayVoice.stats.heardSpeech > 0", timeout=20000, polling=50)
+        assert not page.evaluate("window.sluicewayVoice.playing")  # the user spoke: silence at once
+        assert page.evaluate("window.sluicewayVoice.stats.stops") >= 1
+        page.wait_for_function("() => window.sluicewayVoice.stats.transcripts.length > 0", timeout=20000, polling=50)
+        assert not errors, errors
+    finally:
+        ctx.close()
+    assert upstream.last("ui-voice").wait_closed(5.0)  # the barge-in stopped the generation too

@@ -807,7 +807,8 @@ async function main() {
   wireKey();
   wire();
   wireProviders();
-  voice.mount({ toggle: $("voice-toggle"), mic: $("voice-mic"), caption: $("voice-caption") });
+  voice.mount({ toggle: $("voice-toggle"), mic: $("voice-mic"), caption: $("voice-caption"),
+                handsFree: $("voice-handsfree") });
   // a provider saved on the Providers page: its models join the picker, and the new one is selected
   window.addEventListener("sluiceway:providers-changed", async (e) => {
     await loadModels();

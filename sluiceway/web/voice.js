@@ -11,7 +11,9 @@
 // once, and the server stops the synthesis and the generation.
 //
 // Push-to-talk: hold the mic button; 16 kHz PCM goes up the same socket and
-// the server's recogniser answers with {type: "transcript", text}.
+// the server's recogniser answers with {type: "transcript", text}. Hands-free:
+// the mic stays open and speech is found by its energy; talking interrupts
+// the answer. With no server recogniser, the browser's own is used.
 
 import { getApiKey } from "./auth.js";
 
@@ -29,21 +31,28 @@ export class Voice {
     this.nextTime = 0;
     this.sentences = new Map(); // seq → text
     this.timers = [];
+    this.endOfSpeechMs = 800; // hands-free: this much quiet ends an utterance
     // what a test (or a curious user) can read: every chunk scheduled, every stop
-    this.stats = { scheduled: [], sentencesHeard: [], stops: 0, stoppedSources: 0, played: 0, errors: [] };
+    this.stats = { scheduled: [], sentencesHeard: [], stops: 0, stoppedSources: 0, played: 0, heardSpeech: 0,
+      transcripts: [], errors: [] };
     window.sluicewayVoice = this;
   }
 
   // ------------------------------------------------------------ wiring
-  mount({ toggle, mic, caption }) {
+  mount({ toggle, mic, caption, handsFree }) {
     this.toggleEl = toggle;
+    this.handsFreeEl = handsFree;
     this.captionEl = caption;
     this.micEl = mic;
     const paint = () => {
       toggle.setAttribute("aria-pressed", String(this.enabled));
       toggle.classList.toggle("on", this.enabled);
       if (mic) mic.hidden = !this.enabled;
-      if (!this.enabled) this.caption("");
+      if (handsFree) handsFree.hidden = !this.enabled;
+      if (!this.enabled) {
+        this.caption("");
+        if (this.handsFree) this.setHandsFree(false);
+      }
     };
     toggle.addEventListener("click", async () => {
       this.enabled = !this.enabled;
@@ -63,6 +72,7 @@ export class Voice {
       });
       for (const ev of ["pointerup", "pointerleave"]) mic.addEventListener(ev, () => this.endListen());
     }
+    handsFree?.addEventListener("click", () => this.setHandsFree(!this.handsFree).catch((e) => this.fail(e)));
     paint();
   }
 
@@ -91,7 +101,10 @@ export class Voice {
       ws.onmessage = (e) => {
         if (typeof e.data !== "string") return this.play(e.data);
         const msg = JSON.parse(e.data);
-        if (msg.type === "ready") resolve();
+        if (msg.type === "ready") {
+          this.serverRecognizer = (msg.transcription || []).length > 0;
+          resolve();
+        }
         this.control(msg);
       };
     });
@@ -113,7 +126,10 @@ export class Voice {
 
   control(msg) {
     if (msg.type === "sentence") this.sentences.set(msg.seq, msg.text);
-    else if (msg.type === "transcript") this.onTranscript(msg.text || "");
+    else if (msg.type === "transcript") {
+      this.stats.transcripts.push(msg.text || "");
+      this.onTranscript(msg.text || "");
+    }
     else if (msg.type === "error") this.fail(new Error(msg.message));
   }
 
@@ -221,37 +237,131 @@ export class Voice {
   }
 
   // ------------------------------------------------------------ listening
-  async listen() {
-    if (this.mic) return;
-    await this.connect();
-    this.stop(); // the user talking interrupts the answer
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
+  // Push-to-talk: hold the mic button. Hands-free: the mic stays open and a
+  // simple energy detector finds speech; speaking interrupts the answer.
+  // Without a server recogniser, the browser's own speech recognition is used.
+
+  async openMic() {
+    if (this.mic) return this.mic;
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
+    });
     const ctx = this.audio();
     const source = ctx.createMediaStreamSource(stream);
     const node = ctx.createScriptProcessor(4096, 1, 1);
     const ratio = ctx.sampleRate / 16000;
-    this.send({ type: "listen", sample_rate: 16000 });
     node.onaudioprocess = (e) => {
       const input = e.inputBuffer.getChannelData(0);
       const out = new Int16Array(Math.floor(input.length / ratio));
-      for (let i = 0; i < out.length; i++) out[i] = Math.max(-1, Math.min(1, input[Math.floor(i * ratio)])) * 32767;
-      if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(out.buffer);
+      let energy = 0;
+      for (let i = 0; i < out.length; i++) {
+        const x = Math.max(-1, Math.min(1, input[Math.floor(i * ratio)]));
+        energy += x * x;
+        out[i] = x * 32767;
+      }
+      this.frame(out, Math.sqrt(energy / Math.max(1, out.length)), (input.length / ctx.sampleRate) * 1000);
     };
     source.connect(node);
     node.connect(ctx.destination);
-    this.mic = { stream, source, node };
-    this.micEl?.classList.add("on");
+    this.mic = { stream, source, node, talking: false, loud: 0, quiet: 0, preroll: [] };
+    return this.mic;
   }
 
-  endListen() {
+  closeMic() {
     const mic = this.mic;
     if (!mic) return;
     this.mic = null;
     mic.node.disconnect();
     mic.source.disconnect();
     for (const t of mic.stream.getTracks()) t.stop();
+  }
+
+  /** One microphone frame: sent while talking; in hands-free mode it also decides when talking starts and ends. */
+  frame(pcm, rms, ms) {
+    const mic = this.mic;
+    if (!mic) return;
+    if (this.handsFree && !this.pushing) {
+      if (rms > 0.04) {
+        mic.loud += ms;
+        mic.quiet = 0;
+      } else {
+        mic.quiet += ms;
+        mic.loud = 0;
+      }
+      if (!mic.talking) {
+        mic.preroll = [...mic.preroll, pcm].slice(-3); // the start of the first word
+        if (mic.loud >= 150) {
+          mic.talking = true;
+          this.stats.heardSpeech++;
+          this.stop(); // the user speaking interrupts the answer
+          this.send({ type: "listen", sample_rate: 16000 });
+          for (const p of mic.preroll) this.sendAudio(p);
+          mic.preroll = [];
+        }
+        return;
+      }
+      this.sendAudio(pcm);
+      if (mic.quiet >= this.endOfSpeechMs) {
+        mic.talking = false;
+        this.send({ type: "listen.end" });
+      }
+      return;
+    }
+    if (this.pushing) this.sendAudio(pcm);
+  }
+
+  sendAudio(pcm) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(pcm.buffer);
+  }
+
+  async listen() {
+    if (this.pushing) return;
+    await this.connect();
+    this.stop(); // the user talking interrupts the answer
+    this.pushing = true;
+    this.micEl?.classList.add("on");
+    if (!this.serverRecognizer) return this.browserListen();
+    await this.openMic();
+    this.send({ type: "listen", sample_rate: 16000 });
+  }
+
+  endListen() {
+    if (!this.pushing) return;
+    this.pushing = false;
     this.micEl?.classList.remove("on");
+    if (this.recognition) return this.recognition.stop();
     this.send({ type: "listen.end" });
+    if (!this.handsFree) this.closeMic();
+  }
+
+  async setHandsFree(on) {
+    this.handsFree = on;
+    this.handsFreeEl?.setAttribute("aria-pressed", String(on));
+    this.handsFreeEl?.classList.toggle("on", on);
+    if (on) {
+      await this.connect();
+      await this.openMic();
+    } else if (!this.pushing) {
+      this.closeMic();
+    }
+  }
+
+  /** The browser's own recogniser, when the server has none. */
+  browserListen() {
+    const Rec = window.SpeechRecognition || window.webkitSpeechRecognition;
+    if (!Rec) {
+      this.pushing = false;
+      this.micEl?.classList.remove("on");
+      return this.fail(new Error("no speech recogniser: configure voice.transcription on the server"));
+    }
+    const rec = new Rec();
+    rec.lang = navigator.language || "en-US";
+    rec.onresult = (e) => this.onTranscript(e.results[0][0].transcript || "");
+    rec.onend = () => {
+      this.recognition = null;
+    };
+    this.recognition = rec;
+    rec.start();
   }
 
   fail(e) {
