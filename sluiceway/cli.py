@@ -36,7 +36,7 @@ def serve(args: argparse.Namespace) -> int:
     from .server.guards import guarded_protocol
 
     cfg = _config(args)
-    from .server.tracing import setup_tracing
+    from .engine.tracing import setup_tracing
 
     if setup_tracing(cfg.telemetry.otlp_endpoint, service_name=cfg.telemetry.service_name):
         print("sluiceway: OpenTelemetry traces on", flush=True)

@@ -14,7 +14,7 @@ PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 @pytest.fixture
 def spans():
-    from sluiceway.server.tracing import setup_tracing, shutdown_tracing
+    from sluiceway.engine.tracing import setup_tracing, shutdown_tracing
 
     exporter = otel.InMemorySpanExporter()
     assert setup_tracing(exporter=exporter)
@@ -46,7 +46,7 @@ def test_each_model_request_is_a_span_with_genai_attributes(upstream, make_serve
 
 
 def test_tracing_is_off_without_an_endpoint(monkeypatch):
-    from sluiceway.server.tracing import setup_tracing
+    from sluiceway.engine.tracing import setup_tracing
 
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     assert setup_tracing() is False

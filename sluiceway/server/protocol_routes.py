@@ -24,13 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..core import ChatRequest, Completion, SluicewayError, fold
-from ..engine.runs import Observer, Outcome, Runs, end_all
+from ..engine.runs import MetricsObserver, Observer, Outcome, Runs, end_all
 from ..protocols import anthropic_messages, plain_sse
 from ..protocols import openai_chat as chat
 from ..store import Store
 from .auth import FREE, Grant, admit, authenticate
 from .errors import CLIENT_GONE, JSON, error_response, internal_error, run_log_unavailable, unavailable
-from .observe import StreamObserver
 from .requests import deadline_overrides, read_json
 from .schemas import anthropic_err, body, errors, i, obj, ok, openai_err, ref, s
 from .state import AppState
@@ -125,7 +124,7 @@ async def serve(request: Request, proto: Protocol) -> Any:
     except Exception:
         log.exception("%s request failed before streaming", proto.name)
         return error_response(internal_error(), proto.encode_error)
-    metrics = StreamObserver(state.gateway.metrics, proto.name, req.model, t0, headers=request.headers,
+    metrics = MetricsObserver(state.gateway.metrics, proto.name, req.model, t0, headers=request.headers,
                              deployment=opened.deployment.label)
     observers = grant.observers(metrics)
     if proto.run is not None and state.runs is not None:

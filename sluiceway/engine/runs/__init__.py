@@ -5,6 +5,7 @@ it, behind one contract (``observers``)."""
 
 from .lifecycle import close_runs, open_runs, open_store, sweep_orphans
 from .log_memory import Entry, MemoryRunLog, RunLog
+from .metrics import MetricsObserver
 from .observers import Observer, Outcome, batch_all, end_all, outcome_of
 from .recorder import Recorder
 from .service import Run, Runs, Source
@@ -13,6 +14,7 @@ from .stored import StoredResponse
 __all__ = [
     "Entry",
     "MemoryRunLog",
+    "MetricsObserver",
     "Observer",
     "Outcome",
     "Recorder",
