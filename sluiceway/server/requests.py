@@ -1,15 +1,15 @@
-"""Reading client requests safely: bounded bodies, JSON decoding and API-key
-checks, each failing with a typed error the route encodes in its protocol."""
+"""Reading client requests safely: bounded bodies, JSON decoding, the
+presented API key and per-request deadlines, each failing with a typed error
+the route encodes in its protocol."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
-from ..core import AuthError, BadRequest, RequestTooLarge
+from ..core import BadRequest, RequestTooLarge
 from ..protocols.validate import check_json_limits
 
 
@@ -46,21 +46,6 @@ def presented_key(request: Request) -> str | None:
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
     return request.headers.get("x-api-key") or request.headers.get("api-key")
-
-
-def check_api_key(request: Request, keys: list[str]) -> None:
-    if not keys:
-        return
-    key = presented_key(request)
-    if key is None:
-        raise AuthError("missing API key: send Authorization: Bearer <key>", code="missing_api_key")
-    k = key.encode()
-    # compare against every key so timing does not reveal which prefix matched
-    ok = False
-    for candidate in keys:
-        ok |= hmac.compare_digest(k, candidate.encode())
-    if not ok:
-        raise AuthError("invalid API key", code="invalid_api_key")
 
 
 DEADLINE_HEADERS = {
