@@ -215,3 +215,35 @@ def test_splitters_match_model_compose():
         s = SentenceSplitter(c["min"], c["max"])
         assert [x for piece in c["pieces"] for x in s.feed(piece)] + list(s.flush()) == c["out"], c
         assert split_text("".join(c["pieces"]), c["size"], c["overlap"]) == c["tout"], c
+
+
+# -------------------------------------------------------------- http-server
+
+def test_http_server_component_is_a_managed_process(upstream, make_server, monkeypatch):
+    from .upstream import free_port
+
+    monkeypatch.setenv("ECHO_PORT", str(free_port()))
+    monkeypatch.setenv("PYTHON", sys.executable)
+    srv = serve(make_server, upstream, "echo.yml")
+    r = httpx.post(srv.url + "/api/workflows/runs", json={"input": {"text": "ping"}, "output_only": True}, timeout=60)
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert first["text"] == "ping"
+    r = httpx.post(srv.url + "/api/workflows/runs", json={"input": {"text": "pong"}, "output_only": True}, timeout=60)
+    assert r.json() == {"text": "pong", "pid": first["pid"]}  # started once, on first use
+    os.kill(first["pid"], 0)  # alive while the server runs
+    srv.stop()  # returns after the lifespan shutdown, which stops (and reaps) managed processes
+    with pytest.raises(ProcessLookupError):
+        os.kill(first["pid"], 0)
+
+
+def test_older_dialect_and_anthropic_sdk(env, make_server):
+    import anthropic
+
+    srv = serve(make_server, env, "legacy.yml")
+    r = httpx.post(srv.url + "/api/workflows/runs", json={"input": {"prompt": "hi"}, "output_only": True}, timeout=30)
+    assert r.content == b"data: Hel\n\ndata: lo\n\ndata: , wor\n\ndata: ld!\ndata: Bye\n\ndata:  now.\n\n"
+    client = anthropic.Anthropic(base_url=srv.url, api_key="unused")
+    with client.messages.stream(model="workflow/default", max_tokens=100,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        assert "".join(stream.text_stream) == "Hello, world!\nBye now."

@@ -72,13 +72,13 @@ def action_of(spec: dict[str, Any], action_id: str | None) -> dict[str, Any]:
 
 
 async def run_component(spec: dict[str, Any], action_id: str | None, input: Any, svc: Services,
-                        component_id: str) -> Any:
+                        component_id: str, base_dir: str | None = None) -> Any:
     action = action_of(spec, action_id)
     kind = spec["type"]
     if kind == "http-client":
         return await http_request(action, input, svc, action.get("base_url"))
     if kind == "http-server":
-        base = await svc.servers.ensure(component_id, spec)
+        base = await svc.servers.ensure(component_id, spec, base_dir)
         return await http_request(action, input, svc, base)
     if kind == "model":
         return await model_call(action, input, svc)

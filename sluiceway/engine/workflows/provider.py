@@ -60,7 +60,7 @@ class WorkflowProvider:
     async def aclose(self) -> None:
         await self.workflows.aclose()
 
-    def chat_input(self, req: ChatRequest, wid: str) -> Any:
+    def chat_input(self, req: ChatRequest, wid: str | None) -> Any:
         given = req.extra.get("input")
         if isinstance(given, dict):
             return given
@@ -69,16 +69,16 @@ class WorkflowProvider:
         return {chat_input_name(self.workflows.inputs(found[1], found[0]) if found else []): last}
 
     async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
-        wid = req.model
+        wid = None if req.model == "default" else req.model  # workflow/default: the file's default workflow
         if self.workflows.resolve(wid) is None:
-            raise NotFound(f"no workflow {wid!r}", code="model_not_found", param="model")
+            raise NotFound(f"no workflow {req.model!r}", code="model_not_found", param="model")
         task = self.workflows.start(wid, self.chat_input(req, wid))
         block = "wf-text"
         try:
             await task.ready.wait()
             if task.status == "failed":
                 raise _error(task.error or "workflow failed", task.error_status)
-            yield [Start(f"wf-{task.task_id}", f"workflow/{wid}", int(time.time()))]
+            yield [Start(f"wf-{task.task_id}", f"workflow/{req.model}", int(time.time()))]
             out = task.output
             sent: list[str] = []
             yield [TextStart(block)]

@@ -170,7 +170,7 @@ class WorkflowRun:
             return Route(self._route_switch(job))
         inp = render(job.input, self.scope()) if job.input else self.input
         spec, cid = self._component(job)
-        result = await run_component(spec, job.action, inp, self.svc, cid)
+        result = await run_component(spec, job.action, inp, self.svc, cid, str(self.compose.path.parent))
         if _direct(job.output):
             return result
         out = render(job.output, self.scope(output=result))

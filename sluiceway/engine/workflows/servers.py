@@ -10,7 +10,6 @@ import os
 import shlex
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,13 +18,13 @@ log = logging.getLogger("sluiceway.workflows")
 
 
 class ManagedServers:
-    def __init__(self, base_dir: Path | None = None) -> None:
-        self.base_dir = base_dir
+    def __init__(self) -> None:
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.locks: dict[str, asyncio.Lock] = {}
 
-    async def ensure(self, key: str, spec: dict[str, Any]) -> str:
-        """Start the component's process unless it is running; its base URL."""
+    async def ensure(self, key: str, spec: dict[str, Any], base_dir: str | None = None) -> str:
+        """Start the component's process unless it is running; its base URL.
+        The command runs in ``working_dir``, else the compose file's folder."""
         host = spec.get("host") or "127.0.0.1"
         port = int(spec["port"])
         base = spec.get("base_url") or f"http://{host}:{port}"
@@ -38,7 +37,7 @@ class ManagedServers:
                 return base
             argv = shlex.split(start) if isinstance(start, str) else [str(a) for a in start]
             env = {**os.environ, **{str(k): str(v) for k, v in (spec.get("env") or {}).items()}}
-            cwd = spec.get("working_dir") or (str(self.base_dir) if self.base_dir else None)
+            cwd = spec.get("working_dir") or base_dir
             proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, start_new_session=True,
                                                         stdout=asyncio.subprocess.DEVNULL,
                                                         stderr=asyncio.subprocess.DEVNULL)

@@ -73,7 +73,6 @@ class Workflows:
                                             f"{self.by_id[wid][0].path}")
                 self.by_id[wid] = (compose, wf)
             self.composes.append(compose)
-        self.svc.servers.base_dir = files[0].parent if len(files) == 1 else None
 
     def __bool__(self) -> bool:
         return bool(self.by_id)
