@@ -59,7 +59,7 @@ async function refreshList() {
     return;
   }
   const table = el("table", { class: "prov-table" });
-  table.append(el("thead", {}, el("tr", {}, ...["Name", "Kind", "Health", "Models", ""].map((t) => el("th", { text: t })))));
+  table.append(el("thead", {}, el("tr", {}, ...["Name", "Kind", "Health", "Models", "", ""].map((t) => el("th", { text: t })))));
   const body = el("tbody");
   for (const p of r.data.data) {
     const row = el("tr", { "data-name": p.name, class: p.name === page.highlight ? "highlight" : "" });
@@ -120,7 +120,7 @@ function showResult(box, r) {
   box.classList.add(d.ok ? "ok" : "bad");
   box.dataset.diagnosis = d.diagnosis;
   box.textContent = `${d.ok ? "✓" : "✗"} ${d.diagnosis}: ${d.message}`;
-  if (d.model_count) box.append(el("span", { class: "muted", text: ` · ${d.model_count} models` }));
+  if (d.model_count) box.append(el("span", { class: "muted", text: ` · ${d.model_count} model${d.model_count === 1 ? "" : "s"}` }));
 }
 
 // ------------------------------------------------------------------ form
@@ -243,6 +243,7 @@ async function testForm() {
   const status = page.formBox.querySelector(".prov-status");
   status.className = "prov-status";
   status.textContent = "Testing…";
+  for (const box of page.formBox.querySelectorAll(".field-error")) box.textContent = "";
   const r = await call("POST", "settings/test", formBody());
   if (r.status === 422) return showFieldErrors(r);
   showResult(status, r);

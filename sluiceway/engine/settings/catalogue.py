@@ -24,6 +24,13 @@ FORM_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
+# Titles for settings whose generated title reads badly ("Base Url")
+TITLES = {"base_url": "Base URL", "api_key": "API key", "endpoint_url": "Endpoint URL", "submit_url": "Submit URL",
+          "status_url": "Status URL", "cancel_url": "Cancel URL", "api_version": "API version",
+          "ad_token": "Entra ID token", "access_key_id": "Access key ID", "secret_access_key": "Secret access key",
+          "auth_token": "Auth token", "model_path": "Model path", "model_id": "Model ID", "n_ctx": "Context size"}
+
+
 def _preset(vendor: str, default_model: str = "", **settings: Any) -> dict[str, Any]:
     return {"vendor": vendor, "default_model": default_model, "settings": settings}
 
@@ -154,7 +161,7 @@ def form(kind: str) -> dict[str, Any]:
     for name, p in props.items():
         f: dict[str, Any] = {"name": name, "widget": widget(p), "required": name in required,
                              "secret": is_secret(p), "advanced": name not in primary and name not in required,
-                             "title": p.get("title") or name.replace("_", " ").capitalize(),
+                             "title": TITLES.get(name) or name.replace("_", " ").capitalize(),
                              "description": p.get("description", "")}
         if "default" in p and not f["secret"]:
             f["default"] = p["default"]
