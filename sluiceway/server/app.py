@@ -29,6 +29,7 @@ from . import (
     responses_routes,
     run_routes,
     session_routes,
+    settings_routes,
     table,
     ui_routes,
     web_routes,
@@ -123,16 +124,19 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = app.state.sluiceway
         state.store, state.runs = await open_runs(cfg)  # the store and the runs service
+        await settings_routes.startup(app)  # provider changes at runtime: file watch, replica sync
         try:
             yield
         finally:
             await close_runs(state.store, state.runs)  # active runs saved before the store closes
             await app.state.auth.aclose()
+            await settings_routes.shutdown(app)
             await gw.aclose()
 
     ops = api_ops(cfg.server.public_metrics, cfg.server.public_docs)
     routes: list[BaseRoute] = table.to_routes(ops)
     # modules that hand over plain Starlette routes (documented from them, below):
+    routes += settings_routes.routes()  # /settings/*: providers added, edited, removed at runtime
     routes += audio_routes.routes()  # /v1/audio/speech, /v1/audio/transcriptions, /v1/voice (WebSocket)
     routes += workflow_routes.routes()  # model-compose's /api/workflows, /api/tasks; Langflow-style /api/v1/run
     middleware = [Middleware(RequestId),  # outermost: a refused request never reaches routing or auth
