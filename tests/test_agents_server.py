@@ -222,6 +222,9 @@ def test_approval_pauses_the_run_until_decided(upstream: FakeUpstream, make_serv
         asks = {f["toolCallId"]: f["approvalId"] for f in frames if f["type"] == "tool-approval-request"}
         assert set(asks) == {"c_ok", "c_no"}  # add_one needs no approval
         assert not any(f["type"] == "tool-result" for f in frames)  # nothing ran while waiting
+        listed = httpx.get(f"{srv.url}/api/agents/approvals", headers=auth).json()["data"]
+        assert {(p["approval_id"], p["call_id"], p["model"]) for p in listed} == {
+            (asks["c_ok"], "c_ok", "agent/default"), (asks["c_no"], "c_no", "agent/default")}
         bad = httpx.post(f"{srv.url}/api/agents/approvals/{asks['c_ok']}", headers=auth, json={"approved": "yes"})
         assert bad.status_code == 400
         ok = httpx.post(f"{srv.url}/api/agents/approvals/{asks['c_ok']}", headers=auth, json={"approved": True})

@@ -87,6 +87,17 @@ async def decide_approval(request: Request) -> Any:
     return json_response({"approval_id": approval_id, "approved": body["approved"]})
 
 
+async def list_approvals(request: Request) -> Any:
+    """The tool calls agents wait on in this process, for clients whose protocol cannot show the request."""
+    try:
+        await authenticate(request)
+    except SluicewayError as e:
+        return error_response(e, mini_opencode.encode_error)
+    agents = request.app.state.sluiceway.gateway.providers.get(AGENT_PROVIDER)
+    return json_response({"data": agents.approvals.pending() if agents is not None else []})
+
+
 def routes() -> list[Route]:
     return [Route("/api/web/chat/stream", web_chat_stream, methods=["POST"]),
+            Route("/api/agents/approvals", list_approvals, methods=["GET"]),
             Route("/api/agents/approvals/{approval_id}", decide_approval, methods=["POST"])]

@@ -123,11 +123,16 @@ class Approvals:
 
     def __init__(self) -> None:
         self._pending: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
+        self._about: dict[str, dict[str, Any]] = {}  # what each waits for, for GET /api/agents/approvals
 
-    def open(self) -> tuple[str, asyncio.Future[tuple[bool, str | None]]]:
+    def open(self, **about: Any) -> tuple[str, asyncio.Future[tuple[bool, str | None]]]:
         approval_id = f"apr_{uuid.uuid4().hex}"
         fut = self._pending[approval_id] = asyncio.get_running_loop().create_future()
+        self._about[approval_id] = {"approval_id": approval_id, **about}
         return approval_id, fut
+
+    def pending(self) -> list[dict[str, Any]]:
+        return [self._about[a] for a, fut in self._pending.items() if not fut.done()]
 
     def decide(self, approval_id: str, approved: bool, reason: str | None = None) -> bool:
         fut = self._pending.get(approval_id)
@@ -138,6 +143,7 @@ class Approvals:
 
     def drop(self, approval_id: str) -> None:
         self._pending.pop(approval_id, None)
+        self._about.pop(approval_id, None)
 
 
 @dataclass(slots=True)
@@ -147,6 +153,7 @@ class Gate:
     needs: Callable[[str], bool]
     approvals: Approvals
     timeout: float = 300.0
+    label: str = ""  # the agent, for listings
 
 
 async def run_agent(req: ChatRequest, tools: dict[str, ServerTool], open_step: OpenStep, *, label: str,
@@ -247,7 +254,8 @@ async def _ask(calls: list[ToolCall], tools: dict[str, ServerTool], gate: Gate,
     waits: list[tuple[ToolCall, str, asyncio.Future[tuple[bool, str | None]]]] = []
     for c in calls:
         if gate.needs(c.name):
-            approval_id, fut = gate.approvals.open()
+            approval_id, fut = gate.approvals.open(model=gate.label, call_id=c.call_id, name=c.name,
+                                                   arguments=c.arguments, server=tools[c.name].source)
             waits.append((c, approval_id, fut))
     try:
         yield [ToolApprovalRequest(aid, c.call_id, c.name, tools[c.name].source) for c, aid, _ in waits]

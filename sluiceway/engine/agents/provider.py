@@ -88,7 +88,7 @@ class AgentProvider:
             def needs(tool: str) -> bool:
                 keys = (tool, f"{tools[tool].source}.{tools[tool].remote_name or tool}")
                 return any(fnmatch.fnmatchcase(k, p) for k in keys for p in agent.approve)
-            gate = Gate(needs, self.approvals, agent.approval_timeout)
+            gate = Gate(needs, self.approvals, agent.approval_timeout, f"agent/{name}")
         async for batch in run_agent(inner, tools, open_step, label=f"agent/{name}", max_steps=agent.max_steps,
                                      tool_timeout=agent.tool_timeout, deadline=total, gate=gate):
             yield batch
