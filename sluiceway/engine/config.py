@@ -181,7 +181,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     if not p.exists():
         if explicit:
             raise ConfigError(f"config file {p} does not exist")
-        return Config()
+        cfg = Config()
+        cfg.path = p  # not there yet: the settings API (engine/settings) creates it here
+        return cfg
     text = p.read_text()
     try:
         raw = yaml.safe_load(text) or {}
