@@ -299,3 +299,22 @@ def test_no_config_file_yet_one_is_created(tmp_path, upstream):
         assert r.status_code == 409 and "not defined in" in r.json()["error"]["message"]
     finally:
         s.stop()
+
+
+def test_a_config_given_in_code_is_listed_but_never_written(make_server, upstream, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # were it to fall back to ./sluiceway.yaml, it would show up here
+    s = make_server()  # conftest's in-memory config: no file path
+    names = [p["name"] for p in httpx.get(f"{s.url}/settings/providers?models=0").json()["data"]]
+    assert names == ["up"]
+    r = httpx.post(f"{s.url}/settings/providers", json=form(upstream, "nowhere"))
+    assert r.status_code == 409 and "--config" in r.json()["error"]["message"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_config_without_a_file_points_where_it_will_be_created(tmp_path, monkeypatch):
+    from sluiceway.engine.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SLUICEWAY_CONFIG", raising=False)
+    cfg = load_config()
+    assert cfg.path == Path("sluiceway.yaml") and not cfg.providers

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap
 
 from ...providers import KINDS, provider_class
-from ..config import DEFAULT_CONFIG, ENV_REF, Config, ConfigError, expand_env
+from ..config import ENV_REF, Config, ConfigError, expand_env
 from ..gateway import EMBEDDED_PROVIDER, FORM_KEYS, Gateway
 from ..strict import did_you_mean, explain, known_keys
 from . import catalogue
@@ -71,16 +71,22 @@ class ProviderAdmin:
     def __init__(self, gateway: Gateway, path: Path | None = None, env_path: Path | None = None) -> None:
         self.gateway = gateway
         base = gateway.config
-        self.path = Path(path or base.path or os.environ.get("SLUICEWAY_CONFIG", DEFAULT_CONFIG))
-        self.env_path = Path(env_path or self.path.with_name(".env"))
+        # None: a config built in memory (tests, embedding) — readable here, never written
+        self.path: Path | None = Path(path or base.path) if (path or base.path) else None
+        self.env_path: Path | None = Path(env_path) if env_path else (
+            self.path.with_name(".env") if self.path else None)
         self.base = base
         # providers that came from elsewhere (--provider, an in-memory config): kept under the file's
-        file_providers = self._raw().get("providers") or {}
+        try:
+            file_providers = self._raw().get("providers") or {}
+        except yaml.YAMLError:
+            file_providers = {}
         self.overlay = {n: s for n, s in base.providers.items() if n not in file_providers}
-        self.had_file = self.path.exists()
+        self.had_file = self.path is not None and self.path.exists()
         # .env values this process took from the file (a real environment variable always wins)
         self.from_env = {k: v for k, v in dotenv_values(self.env_path).items()
-                         if v is not None and os.environ.get(k) == v} if self.env_path.exists() else {}
+                         if v is not None and os.environ.get(k) == v} \
+            if self.env_path is not None and self.env_path.exists() else {}
         self.lock = asyncio.Lock()
         self.listeners: list[Any] = []  # async callables told after a local change (replica sync)
         self._closing: set[asyncio.Task[None]] = set()
@@ -89,28 +95,30 @@ class ProviderAdmin:
 
     # ------------------------------------------------------------ reading
     def _raw(self) -> dict[str, Any]:
-        if not self.path.exists():
+        if self.path is None or not self.path.exists():
             return {}
         raw = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
         return raw if isinstance(raw, dict) else {}
 
-    def _raw_entry(self, name: str) -> dict[str, Any] | None:
-        entry = (self._raw().get("providers") or {}).get(name)
+    def _raw_entry(self, name: str, raw: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        providers = (self._raw() if raw is None else raw).get("providers")
+        entry = providers.get(name) if isinstance(providers, dict) else None
         return dict(entry) if isinstance(entry, dict) else None
 
-    def source(self, name: str) -> str:
-        if self._raw_entry(name) is not None:
+    def source(self, name: str, raw: dict[str, Any] | None = None) -> str:
+        if self._raw_entry(name, raw) is not None:
             return "file"
         if name in self.overlay:
             return "startup"
         return "embedded" if name == EMBEDDED_PROVIDER else "startup"
 
-    def view(self, name: str) -> dict[str, Any]:
+    def view(self, name: str, doc: dict[str, Any] | None = None) -> dict[str, Any]:
         """One instance as the API shows it: env references as written, secrets masked."""
         spec = self.gateway._specs.get(name)
         if spec is None:
             raise KeyError(name)
-        raw = self._raw_entry(name) or {}
+        doc = self._raw() if doc is None else doc
+        raw = self._raw_entry(name, doc) or {}
         kind = spec.get("kind") or name
         secrets = set(catalogue.secret_fields(kind)) if kind in KINDS else set()
         settings: dict[str, Any] = {}
@@ -128,10 +136,17 @@ class ProviderAdmin:
         return {"name": name, "kind": kind, "display_name": spec.get("display_name") or name,
                 "default_model": spec.get("default_model"), "settings": settings,
                 "secrets": {k: bool(spec.get(k)) for k in sorted(secrets)},
-                "source": self.source(name), "editable": self.source(name) != "embedded"}
+                "source": self.source(name, doc), "editable": self.source(name, doc) != "embedded"}
 
     def list(self) -> list[dict[str, Any]]:
-        return [self.view(n) for n in self.gateway.providers]
+        doc = self._raw()  # parsed once for the whole list
+        return [self.view(n, doc) for n in self.gateway.providers]
+
+    def _writable(self) -> Path:
+        if self.path is None:
+            raise Conflict("this server runs on a configuration given in code, with no config file to "
+                           "save to; start it with --config PATH (or from the directory of sluiceway.yaml)")
+        return self.path
 
     # ------------------------------------------------------------ validating
     def validate(self, body: dict[str, Any], existing: dict[str, Any] | None = None, *,
@@ -217,6 +232,7 @@ class ProviderAdmin:
         """Create (``create=True``), update (``False``) or either (``None``).
         Returns (the view, whether it existed before)."""
         async with self.lock:
+            self._writable()
             if name is not None:
                 body = {**body, "name": name}
             target = body.get("name")
@@ -239,6 +255,7 @@ class ProviderAdmin:
         return self.view(pname), exists
 
     def _write(self, name: str, entry: dict[str, Any], env: dict[str, str]) -> None:
+        assert self.path is not None and self.env_path is not None
         if env:
             update_env(self.env_path, env)
             for k, v in env.items():
@@ -266,6 +283,7 @@ class ProviderAdmin:
         async with self.lock:
             if name not in self.gateway.providers:
                 raise KeyError(name)
+            self._writable()
             src = self.source(name)
             if src != "file":
                 raise Conflict(f"{name!r} is not defined in {self.path} ({src}); remove it where it is defined")
@@ -282,6 +300,7 @@ class ProviderAdmin:
         return view
 
     def _remove(self, name: str) -> None:
+        assert self.path is not None and self.env_path is not None
         entry = self._raw_entry(name) or {}
         prefix = env_name(name, "")
         ours = tuple(m.group(1) for v in entry.values() if isinstance(v, str)
@@ -302,7 +321,7 @@ class ProviderAdmin:
     def _refresh_env(self) -> None:
         """Re-read ``.env``: keys it set change or go; real environment variables stay."""
         values = {k: v for k, v in dotenv_values(self.env_path).items() if v is not None} \
-            if self.env_path.exists() else {}
+            if self.env_path is not None and self.env_path.exists() else {}
         for k, v in values.items():
             if k not in os.environ or self.from_env.get(k) == os.environ.get(k):
                 os.environ[k] = v
@@ -314,6 +333,8 @@ class ProviderAdmin:
 
     def load(self) -> Config:
         """The config to run: the file's providers (and routing) over the startup overlay."""
+        if self.path is None:
+            return self.base
         self._refresh_env()
         text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
         try:

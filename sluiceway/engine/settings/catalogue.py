@@ -9,7 +9,10 @@ matter first, which vendors a kind covers) lives here, not in the adapters.
 
 from __future__ import annotations
 
+import typing
 from typing import Any
+
+from pydantic import SecretStr
 
 from ...providers import KINDS, provider_class
 
@@ -140,8 +143,13 @@ def widget(prop: dict[str, Any]) -> str:
 
 
 def secret_fields(kind: str) -> list[str]:
-    props = provider_class(kind).Settings.model_json_schema().get("properties", {})
-    return [name for name, p in props.items() if is_secret(p)]
+    """Settings typed ``SecretStr`` (also inside ``X | None``), without building a JSON Schema."""
+    try:
+        fields = provider_class(kind).Settings.model_fields
+    except (ValueError, ImportError, AttributeError):
+        return []
+    return [name for name, f in fields.items()
+            if f.annotation is SecretStr or SecretStr in typing.get_args(f.annotation)]
 
 
 def form(kind: str) -> dict[str, Any]:

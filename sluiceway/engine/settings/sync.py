@@ -23,7 +23,9 @@ log = logging.getLogger("sluiceway.settings")
 CHANNEL = "sluiceway:settings"
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+    if path is None:
+        return None
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -47,7 +49,8 @@ class SettingsSync:
 
     async def start(self) -> None:
         self.admin.listeners.append(self._changed_here)
-        self._tasks.append(asyncio.create_task(self._watch(), name="settings-watch"))
+        if self.admin.path is not None:  # a config given in code has no file to watch
+            self._tasks.append(asyncio.create_task(self._watch(), name="settings-watch"))
         if self.redis_url:
             import redis.asyncio as aioredis
 
