@@ -159,6 +159,18 @@ def test_async_run_polled_through_tasks(env, make_server, tmp_path):
     assert (r.status_code, r.json()) == (200, {"said": "opened sesame"})
 
 
+def test_async_run_of_a_streamed_output_collects_it(env, make_server):
+    srv = serve(make_server, env, "chat-stream.yml")
+    tid = post(srv, {"input": {"prompt": "hi"}, "wait_for_completion": False}).json()["task_id"]
+    for _ in range(2000):
+        state = httpx.get(f"{srv.url}/api/tasks/{tid}").json()
+        if state["status"] not in ("pending", "processing"):
+            break
+    # nobody reads a polled run's stream live: it is read to its end, and the task holds the whole text
+    assert state["status"] == "completed" and state["output"] == "Hello, world!\nBye now."
+    assert env.last("wf-chat").completed
+
+
 def test_workflow_list_and_schema(env, make_server):
     srv = serve(make_server, env, "chat-stream.yml")
     assert httpx.get(srv.url + "/api/workflows").json() == [{"workflow_id": "__workflow__", "title": "Chat stream"}]

@@ -156,7 +156,9 @@ def test_cli_prints_what_model_compose_prints():
 def test_cli_streams_and_fails_cleanly(upstream: FakeUpstream):
     upstream.add("wf-chat", chat_text_stream(["Hel", "lo", ", wor", "ld!\nBye", "", " now."]))
     p = _run("chat-stream.yml", "-i", '{"prompt": "hi"}', env={"UPSTREAM_URL": upstream.url})
-    assert p.returncode == 0 and p.stdout == "Hello, world!\nBye now.\n"
+    assert p.returncode == 0 and p.stdout == "Hel\nlo\n, wor\nld!\nBye\n now.\n"  # oracle: a line per chunk
+    p = _run("json-stream.yml", "-i", '{"prompt": "hi"}', env={"UPSTREAM_URL": upstream.url})
+    assert p.stdout.splitlines()[:2] == ['{"text": "", "finish": null}', '{"text": "Hel", "finish": null}']  # oracle
     p = _run("env.yml", drop=("WF_GREETING",))
     assert p.returncode == 2 and "env.yml:11: environment variable WF_GREETING is not set" in p.stderr
     p = _run("env.yml", "-e", "WF_GREETING=Hi", "-i", '{"name": "Ada"}', drop=("WF_REGION",))

@@ -138,7 +138,8 @@ async def run_workflow(request: Request) -> Response:
         raise Detail(404, f"Workflow '{wid or '__default__'}' not found.")
     if output_only and not wait:
         raise Detail(400, "output_only=true requires wait_for_completion=true.")
-    task = wfs.start(wid, body.get("input"), session_id=body.get("session_id"), metadata=body.get("metadata"))
+    task = wfs.start(wid, body.get("input"), session_id=body.get("session_id"), metadata=body.get("metadata"),
+                     collect=not wait)
     if not wait:
         return _json(task.state())
     await task.ready.wait()

@@ -88,7 +88,10 @@ class Workflows:
 
     # ---------------------------------------------------------------- tasks
     def start(self, workflow_id: str | None, input: Any, *, session_id: str | None = None,
-              metadata: Any = None) -> Task:
+              metadata: Any = None, collect: bool = False) -> Task:
+        """Start a run. ``collect``: nobody will read a streamed output live (a
+        run polled through /api/tasks), so it is read to its end here and the
+        task completes with the whole value instead of holding an upstream open."""
         found = self.resolve(workflow_id)
         if found is None:
             raise KeyError(workflow_id or DEFAULT_ID)
@@ -96,13 +99,15 @@ class Workflows:
         self._prune()
         task = Task(uuid.uuid4().hex, wf.id, session_id=session_id, metadata=metadata)
         self.tasks[task.task_id] = task
-        task.job = asyncio.create_task(self._run(task, compose, wf, input), name=f"workflow:{wf.id}")
+        task.job = asyncio.create_task(self._run(task, compose, wf, input, collect), name=f"workflow:{wf.id}")
         return task
 
-    async def _run(self, task: Task, compose: Compose, wf: Workflow, input: Any) -> None:
+    async def _run(self, task: Task, compose: Compose, wf: Workflow, input: Any, collect: bool) -> None:
         task.status = "processing"
         try:
             out = await WorkflowRun(compose, wf, input if input is not None else {}, self.svc).execute()
+            if collect and isinstance(out, LiveStream):
+                out = await out.collect()
         except asyncio.CancelledError:
             task.status, task.error = "cancelled", "cancelled"
             self._finish(task)

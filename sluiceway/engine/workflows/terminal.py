@@ -1,10 +1,12 @@
 """``sluiceway run FILE [WORKFLOW_ID] --input '{...}'``: one workflow in the
-terminal, as ``model-compose run`` does it. A streamed output is written to
-stdout as it arrives; any other output is printed as JSON (indented, UTF-8)."""
+terminal, printed as ``model-compose run`` prints it: a streamed output chunk
+by chunk as it arrives, one line each (JSON chunks as ``json.dumps`` writes
+them); any other output as indented UTF-8 JSON."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -35,14 +37,12 @@ async def run_file(path: str, workflow_id: str | None, input: Any, *, get_router
                     if isinstance(chunk, bytes):
                         chunk = chunk.decode("utf-8", "replace")
                     if output.format == "json" or not isinstance(chunk, str):
-                        chunk = orjson.dumps(chunk).decode() + "\n"
-                    out.write(chunk)
+                        chunk = json.dumps(chunk, ensure_ascii=False, default=str)
+                    out.write(chunk + "\n")
                     out.flush()
             except Exception as e:
-                out.write("\n")
                 print(f"sluiceway: workflow failed mid-stream: {e}", file=err)
                 return 1
-            out.write("\n")
         elif isinstance(output, str):
             out.write(output + "\n")
         elif isinstance(output, bytes):
