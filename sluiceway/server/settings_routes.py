@@ -9,6 +9,7 @@ says to set ``server.admin_key``. Secrets are never in a response.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -81,6 +82,7 @@ def _fields_error(e: FieldErrors) -> Response:
 
 
 def guarded(work):
+    @functools.wraps(work)  # the route table documents the route from the handler's name and docstring
     async def endpoint(request: Request) -> Response:
         try:
             await _check(request)
@@ -113,10 +115,12 @@ async def _body(request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------- catalogue
 
 async def provider_kinds(request: Request) -> Response:
+    """The provider kinds, with a title, a description and the vendors each covers."""
     return _json({"object": "list", "data": catalogue.kinds()})
 
 
 async def provider_schema(request: Request) -> Response:
+    """A kind's JSON Schema plus form hints: secret, required, advanced, defaults, presets."""
     kind = request.path_params["kind"]
     try:
         return _json(catalogue.form(kind))
@@ -143,6 +147,7 @@ async def _listing(request: Request, admin: ProviderAdmin) -> list[dict[str, Any
 
 
 async def providers(request: Request) -> Response:
+    """List the providers (health, model counts) or create one from a flat form body."""
     admin = admin_of(request)
     if request.method == "GET":
         return _json({"object": "list", "data": await _listing(request, admin)})
@@ -151,6 +156,7 @@ async def providers(request: Request) -> Response:
 
 
 async def provider(request: Request) -> Response:
+    """Read, replace (PUT), change (PATCH) or delete one provider."""
     admin = admin_of(request)
     name = request.path_params["name"]
     if request.method == "GET":
@@ -197,6 +203,7 @@ def _within(request: Request) -> float:
 
 
 async def test_saved(request: Request) -> Response:
+    """Test a saved provider: model list and a one-token request, with a diagnosis."""
     admin = admin_of(request)
     name = request.path_params["name"]
     spec = admin.gateway._specs.get(name)
