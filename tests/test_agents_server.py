@@ -242,3 +242,12 @@ def test_approval_pauses_the_run_until_decided(upstream: FakeUpstream, make_serv
     assert again.status_code == 404
     tool_msgs = [m for m in upstream.last("seed-approve").body["messages"] if m["role"] == "tool"]
     assert "did not approve" in next(m["content"] for m in tool_msgs if m["tool_call_id"] == "c_no")
+
+
+def test_seed_stream_is_counted_in_metrics(upstream: FakeUpstream, make_server: Any) -> None:
+    upstream.add("seed-metrics", answer("hi"))
+    srv = agent_server(make_server, {"default": {"model": "up/seed-metrics"}})
+    assert seed_stream(srv, {"messages": [{"role": "user", "content": "x"}]})[0] == 200
+    text = httpx.get(f"{srv.url}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    assert any(line.startswith("sluiceway_requests_total") and 'protocol="mini_opencode"' in line
+               and line.rstrip().endswith(" 1.0") for line in text.splitlines()), text[:2000]

@@ -12,12 +12,14 @@ through the router; nothing else is needed here.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.routing import Route
 
 from ..core import BadRequest, NotFound, SluicewayError
+from ..engine.runs import MetricsObserver
 from ..protocols import mini_opencode
 from .auth import FREE, admit, authenticate
 from .errors import CLIENT_GONE, error_response, internal_error, json_response
@@ -44,6 +46,7 @@ def _target(gateway: Any, chat: mini_opencode.WebChat) -> tuple[str, str | None]
 
 
 async def web_chat_stream(request: Request) -> Any:
+    t0 = time.perf_counter()
     state = request.app.state.sluiceway
     grant = FREE
     try:
@@ -62,8 +65,10 @@ async def web_chat_stream(request: Request) -> Any:
     except Exception:
         log.exception("web chat stream failed before streaming")
         return error_response(internal_error(), mini_opencode.encode_error)
+    metrics = MetricsObserver(state.gateway.metrics, "mini_opencode", req.model, t0, headers=request.headers,
+                              deployment=opened.deployment.label)
     return SSEResponse(opened, mini_opencode.Encoder(), keepalive=state.keepalive,
-                       stall_timeout=state.stall_timeout, observers=grant.observers())
+                       stall_timeout=state.stall_timeout, observers=grant.observers(metrics))
 
 
 async def decide_approval(request: Request) -> Any:
