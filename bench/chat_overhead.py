@@ -1,5 +1,5 @@
 """Persistence and run-log overhead: the same gateway process, the same fake
-upstream, the same stream, with the store and hub off (``/v1/chat/completions``)
+upstream, the same stream, with the store and runs service off (``/v1/chat/completions``)
 and on (``/chat/stream``: user turn committed, run task, run log, recorder
 checkpoints, final save and trace), on SQLite and on PostgreSQL + Redis.
 

@@ -4,6 +4,7 @@ uvicorn on real sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import threading
@@ -90,6 +91,21 @@ def make_server(upstream: FakeUpstream):
     yield factory
     for srv in started:
         srv.stop()
+
+
+@contextlib.contextmanager
+def running(cfg: Config, *, replicas: bool = False) -> Iterator[tuple[ServerThread, ServerThread]]:
+    """(where runs start, where clients reattach): one server, or with
+    ``replicas`` two sharing ``cfg``'s database and run logs. For module
+    fixtures with a config of their own."""
+    a = ServerThread(create_app(cfg)).start()
+    b = ServerThread(create_app(cfg.model_copy(deep=True))).start() if replicas else a
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        if b is not a:
+            b.stop()
 
 
 @pytest.fixture(scope="module")

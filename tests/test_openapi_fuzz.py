@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from sluiceway.server.app import create_app
 
-from .conftest import ServerThread, make_config
+from .conftest import ServerThread, make_config, running
 from .upstream import chat_text_stream, usage_wire
 
 ADMIN = "fuzz-admin-key"
@@ -35,9 +35,8 @@ def fuzz_server(upstream, tmp_path_factory) -> Iterator[ServerThread]:
     cfg = make_config(upstream, store={"url": f"sqlite+aiosqlite:///{db}", "checkpoint_interval": 0.1},
                       server={"keepalive": 15, "admin_key": ADMIN, "api_keys": [STATIC]},
                       default_model="up/fuzz")
-    srv = ServerThread(create_app(cfg)).start()
-    yield srv
-    srv.stop()
+    with running(cfg) as (srv, _):
+        yield srv
 
 
 def document() -> dict:

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from .conftest import ServerThread, make_config, require_service
+from .conftest import ServerThread, make_config, require_service, running
 from .test_sessions_chat import no_env_store_overrides  # noqa: F401 (autouse fixture)
 from .upstream import HANG, chat_chunk, chat_text_stream, sse, usage_wire
 
@@ -203,14 +203,8 @@ def pair(request, upstream, tmp_path_factory) -> Iterator[tuple[ServerThread, Se
         runs["redis_url"] = "redis://127.0.0.1:6379/0"
     db = tmp_path_factory.mktemp("responses") / "r.db"
     cfg = make_config(upstream, store={"url": f"sqlite+aiosqlite:///{db}"}, runs=runs)
-    from sluiceway.server.app import create_app
-
-    a = ServerThread(create_app(cfg)).start()
-    b = ServerThread(create_app(cfg.model_copy(deep=True))).start() if request.param == "redis" else a
-    yield a, b
-    a.stop()
-    if b is not a:
-        b.stop()
+    with running(cfg, replicas=request.param == "redis") as pair:
+        yield pair
 
 
 @pytest.mark.parametrize("cut", [0, 3, 9])

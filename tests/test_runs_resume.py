@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sluiceway.server.app import create_app
 from sluiceway.store import Store
 
-from .conftest import ServerThread, make_config, require_service
+from .conftest import ServerThread, make_config, require_service, running
 from .test_sessions_chat import messages, no_env_store_overrides, read_sse, text_of, wait_for  # noqa: F401 (autouse fixture)
 from .upstream import HANG, chat_chunk, chat_text_stream, sse
 
@@ -41,12 +41,8 @@ def pair(request, upstream, tmp_path_factory) -> Iterator[tuple[ServerThread, Se
     db = tmp_path_factory.mktemp("runs") / "runs.db"
     cfg = make_config(upstream, store={"url": f"sqlite+aiosqlite:///{db}", "checkpoint_interval": 0.1},
                       runs=runs_config(request.param))
-    a = ServerThread(create_app(cfg)).start()
-    b = ServerThread(create_app(cfg.model_copy(deep=True))).start() if request.param == "redis" else a
-    yield a, b
-    a.stop()
-    if b is not a:
-        b.stop()
+    with running(cfg, replicas=request.param == "redis") as pair:
+        yield pair
 
 
 def start_stream(srv: ServerThread, model: str, limit: int | None) -> tuple[dict, list[tuple[int, dict]]]:
