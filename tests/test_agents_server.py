@@ -186,6 +186,10 @@ def test_session_chat_stores_the_steps_and_continues(upstream: FakeUpstream, mak
         "finish"]
     result = next(e for e in events if e["type"] == "tool-result")
     assert result["server"] == "builtin" and result["output"] == "4" and result["elapsed"] >= 0
+    run_id = r.headers["x-run-id"]
+    with httpx.stream("GET", f"{srv.url}/runs/{run_id}/stream?after=0", headers=auth, timeout=30) as replay:
+        again = [orjson.loads(line[6:]) for line in replay.iter_lines() if line.startswith("data: {\"type\"")]
+    assert again == events  # a reattach replays the steps too
     msgs = httpx.get(f"{srv.url}/sessions/{sid}/messages", headers=auth).json()["data"]
     parts = msgs[-1]["parts"]
     assert {"type": "tool_result", "call_id": "c1", "name": "calculator", "output": "4", "is_error": False} in parts
