@@ -65,8 +65,9 @@ def test_tool_use_with_parsed_input(upstream, client):
     assert [(b.id, b.name, b.input) for b in blocks] == [("call_A", "get_weather", {"city": "Oslo"})]
     json_snapshots = [e.snapshot for e in events if e.type == "input_json"]
     assert json_snapshots[-1] == {"city": "Oslo"}
-    # dense block indexes from 0, unsigned upstream reasoning not sent as thinking
-    assert [b.type for b in msg.content] == ["text", "tool_use"]
+    # dense block indexes from 0; unsigned upstream reasoning shown as thinking (empty signature), first
+    assert [b.type for b in msg.content] == ["thinking", "text", "tool_use"]
+    assert msg.content[0].signature == "" and msg.content[0].thinking
     sent = upstream.last("a-tool").body
     assert sent["tools"][0]["function"]["parameters"] == WEATHER["input_schema"]
 
@@ -99,8 +100,8 @@ def test_tool_loop_request_converts_tool_use_and_tool_result(upstream, client):
 def test_non_stream_message(upstream, client):
     upstream.add("a-full", full_stream())
     msg = client.messages.create(model="up/a-full", max_tokens=100, messages=USER, tools=[WEATHER])
-    assert [b.type for b in msg.content] == ["text", "tool_use"]
-    assert msg.content[1].input == {"city": "Oslo"}
+    assert [b.type for b in msg.content] == ["thinking", "text", "tool_use"]
+    assert msg.content[2].input == {"city": "Oslo"}
     assert msg.stop_reason == "tool_use"
     assert (msg.usage.input_tokens + msg.usage.cache_read_input_tokens, msg.usage.output_tokens) == (58, 40)
 

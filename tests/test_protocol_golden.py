@@ -133,7 +133,7 @@ CASES: dict[str, tuple[Callable[[], object], list[list[Event]]]] = {
         responses({"model": "gw-model", "instructions": "Be brief.", "store": False, "max_output_tokens": 50,
                    "reasoning": {"effort": "low", "summary": "auto"},
                    "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]}), LENGTH),
-    "anthropic_unsigned_reasoning_dropped_text_tool_use.sse": (anthropic, REASONING_TEXT_TOOL),
+    "anthropic_unsigned_reasoning_as_thinking_text_tool_use.sse": (anthropic, REASONING_TEXT_TOOL),
     "anthropic_signed_thinking_and_redacted_blocks.sse": (anthropic, SIGNED_THINKING),
     "anthropic_interleaved_parallel_tools_become_sequential_blocks.sse": (anthropic, INTERLEAVED_TOOLS),
     "anthropic_length_is_max_tokens.sse": (anthropic, LENGTH),

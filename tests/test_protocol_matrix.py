@@ -137,9 +137,8 @@ def test_same_stream_reads_the_same_in_every_protocol(upstream, server, proto):
     name = upstream.add(f"xp-{proto}", full_stream())
     got = READERS[proto](server.url, f"up/{name}")
     assert got["text"] == "".join(TEXT)
-    # Anthropic clients echo thinking blocks back and Anthropic rejects unsigned ones, so reasoning
-    # without an upstream signature (every OpenAI-compatible upstream) is not sent as thinking.
-    assert got["reasoning"] == ("" if proto == "messages" else "".join(REASONING))
+    # every protocol shows the reasoning (Messages as thinking with an empty signature: it was unsigned)
+    assert got["reasoning"] == "".join(REASONING)
     assert got["tools"] == [("call_A", "get_weather", {"city": "Oslo"})]
     assert got["usage"] == (58, 40)
     sent = upstream.last(name).body

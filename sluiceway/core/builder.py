@@ -33,13 +33,14 @@ from .tokens import estimate_tokens
 
 
 class EventBuilder:
-    __slots__ = ("_block", "_kind", "_n", "chars_out", "started", "finished", "tool_calls")
+    __slots__ = ("_block", "_kind", "_n", "chars_out", "reasoning_chars", "started", "finished", "tool_calls")
 
     def __init__(self) -> None:
         self._block: str | None = None  # id of the open text/reasoning block
         self._kind: str | None = None  # "text" | "reasoning"
         self._n = 0
         self.chars_out = 0
+        self.reasoning_chars = 0
         self.started = False
         self.finished = False
         self.tool_calls = 0
@@ -66,6 +67,7 @@ class EventBuilder:
     def reasoning(self, out: list[Event], delta: str) -> None:
         if delta:
             self.chars_out += len(delta)
+            self.reasoning_chars += len(delta)
             out.append(ReasoningDelta(self._open(out, "reasoning"), delta))
 
     def close_block(self, out: list[Event], *, signature: str | None = None,
@@ -120,7 +122,14 @@ class EventBuilder:
             return
         self.close_block(out)
         if usage is None:
-            usage = Usage(estimate_tokens(prompt_chars), estimate_tokens(self.chars_out), estimated=True)
+            usage = Usage(estimate_tokens(prompt_chars), estimate_tokens(self.chars_out), estimated=True,
+                          reasoning=estimate_tokens(self.reasoning_chars))
+        elif not usage.reasoning and self.reasoning_chars:
+            # Anthropic and Ollama count thinking inside output tokens without a split: estimate
+            # the split (marked) rather than report a false 0
+            usage = Usage(usage.input, usage.output, usage.cached_input,
+                          min(usage.output, estimate_tokens(self.reasoning_chars)) if usage.output else
+                          estimate_tokens(self.reasoning_chars), True)
         if reason == "stop" and self.tool_calls:
             reason = "tool_calls"
         self.finished = True

@@ -5,12 +5,13 @@ stream as Anthropic SSE, encode errors; requests are decoded in
 Every frame has an ``event:`` line equal to its JSON ``type``: the Anthropic
 SDKs dispatch on the event name and silently drop frames without one (§9 #1).
 
-Thinking: a thinking block is only worth sending with the upstream's real
-signature, because clients echo it back and Anthropic rejects a thinking
-block whose signature does not verify. The signature arrives at the end of
-the block, so reasoning is held until ``reasoning-end``: signed reasoning is
+Thinking: clients echo thinking blocks back, and Anthropic rejects one whose
+signature does not verify, so a block carries the upstream's real signature
+when there is one. The signature arrives at the end of the block, so
+reasoning is held until ``reasoning-end``: signed reasoning is
 sent as a ``thinking`` block, redacted reasoning as ``redacted_thinking``,
-and unsigned reasoning (OpenAI-compatible upstreams) is not sent.
+and unsigned reasoning (other vendors) as a ``thinking`` block with an empty
+signature, in its place before the text.
 """
 
 from __future__ import annotations
@@ -162,15 +163,20 @@ class Encoder:
         if redacted:
             self._block(out, {"type": "redacted_thinking", "data": redacted}, "thinking")
             self._stop(out)
-        elif signature:
+        elif text or (signature and not self._index):
+            # Unsigned reasoning (OpenAI-compatible, Ollama, Gemini) is shown too, with an empty
+            # signature: a client echoes it back to us, and we never forward unsigned thinking to
+            # Anthropic. A lone signature that arrives after other blocks (Gemini sends it late)
+            # has no block left to sign, so it opens no empty one.
             self._block(out, {"type": "thinking", "thinking": "", "signature": ""}, "thinking")
             idx = self._index - 1
             if text:
                 out.append(sse.named("content_block_delta", {"type": "content_block_delta", "index": idx,
                                                              "delta": {"type": "thinking_delta", "thinking": text}}))
-            out.append(sse.named("content_block_delta", {"type": "content_block_delta", "index": idx,
-                                                         "delta": {"type": "signature_delta",
-                                                                   "signature": signature}}))
+            if signature:
+                out.append(sse.named("content_block_delta", {"type": "content_block_delta", "index": idx,
+                                                             "delta": {"type": "signature_delta",
+                                                                       "signature": signature}}))
             self._stop(out)
 
     def _finish(self, out: list[bytes], reason: str, raw: str | None, usage: Usage) -> None:
@@ -214,8 +220,10 @@ def encode_completion(c: Completion, req: ChatRequest) -> bytes:
     for r in c.reasoning:
         if r.redacted:
             content.append({"type": "redacted_thinking", "data": r.redacted})
-        elif r.signature:
-            content.append({"type": "thinking", "thinking": r.text, "signature": r.signature})
+        elif not r.text and r.signature and content and content[-1].get("signature") == "":
+            content[-1]["signature"] = r.signature  # a signature that came after its thinking (Gemini)
+        elif r.text or r.signature:
+            content.append({"type": "thinking", "thinking": r.text, "signature": r.signature or ""})
     if c.text:
         content.append({"type": "text", "text": c.text})
     for call in c.tool_calls:
