@@ -108,6 +108,8 @@ class ProviderAdmin:
     def source(self, name: str, raw: dict[str, Any] | None = None) -> str:
         if self._raw_entry(name, raw) is not None:
             return "file"
+        if name not in self.gateway._specs:
+            return "builtin"  # attached by the gateway (agents, workflows)
         if name in self.overlay:
             return "startup"
         return "embedded" if name == EMBEDDED_PROVIDER else "startup"
@@ -116,7 +118,12 @@ class ProviderAdmin:
         """One instance as the API shows it: env references as written, secrets masked."""
         spec = self.gateway._specs.get(name)
         if spec is None:
-            raise KeyError(name)
+            provider = self.gateway.providers.get(name)
+            if provider is None:
+                raise KeyError(name)
+            # attached by the gateway itself (agents, workflows): shown, not editable here
+            return {"name": name, "kind": getattr(provider, "kind", name), "display_name": name,
+                    "default_model": None, "settings": {}, "secrets": {}, "source": "builtin", "editable": False}
         doc = self._raw() if doc is None else doc
         raw = self._raw_entry(name, doc) or {}
         kind = spec.get("kind") or name
@@ -242,8 +249,9 @@ class ProviderAdmin:
                                "PUT /settings/providers/{name} updates it")
             if create is False and not exists:
                 raise KeyError(target)
-            if exists and self.source(str(target)) == "embedded":
-                raise Conflict(f"{target!r} is the embedded model; it cannot be edited here")
+            if exists and self.source(str(target)) in ("embedded", "builtin"):
+                raise Conflict(f"{target!r} is built in (the embedded model, agents, workflows); "
+                               "it cannot be edited here")
             existing = self._raw_entry(str(target)) if exists else None
             if exists and existing is None:  # from the command line: start from what runs
                 existing = copy.deepcopy(self.gateway._specs.get(str(target), {}))
