@@ -320,3 +320,36 @@ def test_calculator_is_arithmetic_only() -> None:
             calculator(bad)
     with pytest.raises(ValueError, match="division by zero"):
         calculator("1/0")
+
+
+async def test_cancel_mid_mcp_tool_cancels_it_on_the_server(upstream: FakeUpstream, tmp_path: Any) -> None:
+    marker = tmp_path / "marker"
+    upstream.add("ag-mcp-cancel", chain(tool_step([("s1", "slow", {"seconds": 60})]), answer("never")))
+    gw = gateway(upstream, {"c": {"model": "up/ag-mcp-cancel", "tools": ["tools.slow"]}},
+                 mcp_servers={"tools": stdio_server(env={"SW_MCP_MARKER": str(marker)})})
+    opened = await gw.router.open(ChatRequest(model="agent/c", messages=[Message.of("user", "x")]))
+
+    async def consume() -> None:
+        async for _ in opened.batches():
+            pass
+
+    async def lines() -> list[str]:
+        return marker.read_text().split() if marker.exists() else []
+
+    reader = asyncio.create_task(consume())
+    try:
+        for _ in range(1000):
+            if "started" in await lines():
+                break
+            await asyncio.sleep(0.01)
+        assert "started" in await lines()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await opened.aclose()
+        for _ in range(1000):
+            if "cancelled" in await lines():
+                break
+            await asyncio.sleep(0.01)
+        assert await lines() == ["started", "cancelled"]
+    finally:
+        await gw.aclose()

@@ -45,7 +45,11 @@ def _mark(line: str) -> None:
 async def slow(seconds: float) -> str:
     """Sleep, then answer; appends to the marker file when it starts and when it finishes."""
     _mark("started")
-    await asyncio.sleep(seconds)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:  # the client cancelled the call (MCP notifications/cancelled)
+        _mark("cancelled")
+        raise
     _mark("finished")
     return "done"
 
