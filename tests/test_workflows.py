@@ -215,6 +215,9 @@ def test_if_and_switch_routing(env, make_server):
     assert r.json() == {"grade": "mid", "score": 70, "line": "grade=mid score=70: Passed."}
     r = post(srv, {"workflow_id": "grade", "input": {"score": 10}, "output_only": True})
     assert r.json()["grade"] == "low"
+    r = post(srv, {"workflow_id": "grade", "input": {"score": "abc"}, "output_only": True})
+    assert r.status_code == 400 and r.json() == {"detail": "job 'classify' failed: ${input.score}: cannot convert "
+                                                           "'abc' to integer"}  # model-compose: 500, a traceback
     r = post(srv, {"workflow_id": "greet", "input": {"lang": "fr", "name": "Zoé"}, "output_only": True})
     assert r.json() == {"language": "French", "rendered": "[French] Bonjour, Zoé !"}
     r = post(srv, {"workflow_id": "greet", "input": {"lang": "xx", "name": "Bo"}, "output_only": True})

@@ -173,7 +173,7 @@ async def _render(wfs: Workflows, task: Task, output_only: bool, allow_streaming
     if task.status == "cancelled":
         return _json(task.state(), 409)
     if task.status == "failed":
-        raise Detail(task.error_status if task.error_status >= 500 else 500, task.error or "failed")
+        raise Detail(task.error_status, task.error or "failed")  # 400: the input could not be bound
     out = task.output
     if isinstance(out, bytes):
         return Response(out, media_type="application/octet-stream")
@@ -375,7 +375,7 @@ async def langflow_run(request: Request) -> Response:
         return EventStream(run.follow(), on_leave=run.cancel)
     await asyncio.gather(run.pump, return_exceptions=True)
     if task.status == "failed":
-        raise Detail(task.error_status if task.error_status >= 500 else 500, task.error or "failed")
+        raise Detail(task.error_status, task.error or "failed")  # 400: the input could not be bound
     text = task.output if isinstance(task.output, str) else orjson.dumps(task.output).decode()
     return _json(run.result(text))
 

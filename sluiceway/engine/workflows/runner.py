@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .bindings import BINDING, Binding, render
+from .bindings import BINDING, Binding, BindingError, render
 from .components import ComponentError, Services, run_component
 from .model import DEFAULT_ID, Compose, Job, Workflow
 from .streams import LiveStream, has_stream
@@ -155,7 +155,7 @@ class WorkflowRun:
                 if job.on_error is None:
                     if isinstance(e, WorkflowError | ComponentError):
                         raise e from None
-                    raise WorkflowError(f"job {job.id!r} failed: {e}") from e
+                    raise WorkflowError(f"job {job.id!r} failed: {e}", 400 if isinstance(e, BindingError) else 500) from e
                 log.info("job %s failed, on_error applies: %s", job.id, e)
                 if job.on_error.get("to"):
                     return Route(job.on_error["to"])
