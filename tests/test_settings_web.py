@@ -80,6 +80,9 @@ def test_add_test_and_chat_with_a_provider_in_the_browser(tmp_path, upstream):
             page.click("#prov-save")
             row = page.locator('.prov-table tr[data-name="webprov"]')
             expect(row).to_have_class("highlight")
+            saved = yaml.safe_load(cfg.path.read_text())["providers"]["webprov"]
+            assert saved["api_key"] == "${env.SLUICEWAY_WEBPROV_API_KEY}" and saved["display_name"] == "Web provider"
+            assert SECRET in (tmp_path / ".env").read_text()
             expect(row).to_contain_text("Web provider")
             # its models are in the chat's picker, the new one selected — without a reload
             expect(page.locator("#model")).to_have_value(f"webprov/{model}")
@@ -92,10 +95,26 @@ def test_add_test_and_chat_with_a_provider_in_the_browser(tmp_path, upstream):
             expect(reply.locator(".content")).to_contain_text("Hello from the new provider.", timeout=15000)
             assert upstream.last(model).headers["Authorization"] == f"Bearer {SECRET}"
             assert SECRET not in page.content()
+
+            # edit: the form comes back filled in, the secret only as a masked placeholder
+            page.click("#open-providers")
+            row.locator('[data-action="edit"]').click()
+            expect(form.locator('[name="base_url"]')).to_have_value(f"{upstream.url}/v1")
+            assert form.locator('[name="api_key"]').input_value() == ""
+            assert "sk-…Q8r1" in form.locator('[name="api_key"]').get_attribute("placeholder")
+            form.locator('[name="display_name"]').fill("Web provider (edited)")
+            page.click("#prov-save")
+            expect(row).to_contain_text("Web provider (edited)")
+            # delete (asks for a second click): its models leave the picker
+            row.locator('[data-action="delete"]').click()
+            row.locator('[data-action="delete"]').click()
+            expect(row).to_have_count(0)
+            expect(page.locator(f'#model option[value="webprov/{model}"]')).to_have_count(0)
+            assert SECRET not in page.content()
             assert not errors, errors
             browser.close()
-        saved = yaml.safe_load(cfg.path.read_text())["providers"]["webprov"]
-        assert saved["api_key"] == "${env.SLUICEWAY_WEBPROV_API_KEY}" and saved["display_name"] == "Web provider"
-        assert SECRET in (tmp_path / ".env").read_text()
+            saved = yaml.safe_load(cfg.path.read_text())["providers"]
+            assert saved == {}  # deleted from the file, and its key from .env
+            assert SECRET not in (tmp_path / ".env").read_text()
     finally:
         srv.stop()
