@@ -256,6 +256,17 @@ def test_retry_timeout_and_on_error(env, make_server):
     assert r.status_code == 504 and "timed out" in r.json()["detail"]
 
 
+def test_named_actions_of_one_component(env, make_server):
+    srv = serve(make_server, env, "actions.yml")
+    env.add("wf-actions", [json.dumps({"choices": [{"message": {"content": "forty-two"}}]}).encode()],
+            headers={"content-type": "application/json"})
+    r = post(srv, {"workflow_id": "both", "input": {"prompt": "answer?"}, "output_only": True})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["answer"] == "forty-two" and "wf-actions" in [m["id"] for m in out["models"]]
+    assert env.last("wf-actions").body["messages"] == [{"role": "user", "content": "answer?"}]
+
+
 def test_env_bindings(env, make_server, monkeypatch):
     srv = serve(make_server, env, "env.yml")
     r = post(srv, {"input": {"name": "Ada"}, "output_only": True})
