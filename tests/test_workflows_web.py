@@ -3,9 +3,11 @@ the input schema, and the output streaming in."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .conftest import IN_CI, make_config
@@ -43,10 +45,23 @@ def test_workflows_page_runs_and_streams(upstream: FakeUpstream, make_server, mo
             expect(page.locator("textarea#wf-in-prompt")).to_be_visible()
             expect(page.locator("input#wf-in-temperature")).to_have_value("0.7")
             page.fill("textarea#wf-in-prompt", "say hello")
+            page.uncheck("#wf-keep")  # model-compose's own API
             page.click(".wf-form button[type=submit]")
             expect(page.locator(".wf-output")).to_have_text("Hello, world!\nBye now.")
             expect(page.locator(".wf-status")).to_contain_text("Done")
             assert upstream.last("wf-chat").body["messages"][0]["content"] == "say hello"
+            # kept as a chat (the default): the run is a stored session, the form its message
+            page.check("#wf-keep")
+            page.fill("textarea#wf-in-prompt", "again")
+            page.click(".wf-form button[type=submit]")
+            expect(page.locator(".wf-status")).to_contain_text("Kept as chat")
+            expect(page.locator(".wf-output")).to_have_text("Hello, world!\nBye now.")
+            assert upstream.last("wf-chat").body["messages"][0]["content"] == "again"
+            session = page.locator(".wf-status").get_attribute("data-session")
+            stored = httpx.get(f"{srv.url}/sessions/{session}/messages").json()
+            rows = stored["data"] if isinstance(stored, dict) else stored
+            assert [m["role"] for m in rows] == ["user", "assistant"]
+            assert rows[-1]["text"] == "Hello, world!\nBye now." and json.loads(rows[0]["text"])["prompt"] == "again"
             # a JSON output is shown as JSON
             page.click("text=Grade a score (grade)")
             page.fill("input#wf-in-score", "88")

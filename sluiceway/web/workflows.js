@@ -1,8 +1,11 @@
 // The Workflows page: the loaded model-compose workflows (GET
 // api/workflows?include_schema=true), a form built from each one's input
-// variables, and its output as it runs (POST api/workflows/runs with
-// output_only: a streamed output is read as SSE and shown chunk by chunk,
-// any other output as JSON). Self-wiring: loaded by index.html as a module.
+// variables, and its output as it runs. By default a run is kept like a chat:
+// it goes through POST chat/stream to the model workflow/<id> with the form
+// as a JSON message, so it is stored as a session (in the sidebar after a
+// reload) and can be reattached. Unticked, it is model-compose's POST
+// api/workflows/runs with output_only: a streamed output read as SSE chunk by
+// chunk, any other output as JSON. Self-wiring: loaded by index.html.
 
 import { withAuth } from "./auth.js";
 import { SSEParser } from "./sse.js";
@@ -119,6 +122,9 @@ function showForm(wf) {
   page.status.textContent = wf.description || "";
   page.form.append(el("h3", { text: wf.title || wf.workflow_id }));
   for (const v of wf.input || []) page.form.append(field(v));
+  const keep = el("input", { type: "checkbox", id: "wf-keep", checked: true });
+  page.form.append(el("label", { class: "wf-keep", for: "wf-keep" }, keep,
+    el("span", { text: " Keep this run as a chat" })));
   const run = el("button", { type: "submit", class: "btn primary", text: "Run" });
   const stop = el("button", { type: "button", class: "btn", text: "Stop", hidden: true });
   stop.addEventListener("click", () => page.abort?.abort());
@@ -135,7 +141,7 @@ function showForm(wf) {
     run.disabled = true;
     stop.hidden = false;
     try {
-      await runWorkflow(wf, input);
+      await (keep.checked ? runAsChat(wf, input) : runWorkflow(wf, input));
     } finally {
       run.disabled = false;
       stop.hidden = true;
@@ -196,6 +202,57 @@ async function runWorkflow(wf, input) {
     return;
   }
   page.status.textContent = failed ? `Failed mid-stream: ${failed}` : `Done in ${Math.round(performance.now() - started)} ms.`;
+}
+
+async function runAsChat(wf, input) {
+  page.out.textContent = "";
+  page.status.textContent = "Running…";
+  page.abort = new AbortController();
+  const started = performance.now();
+  let resp;
+  try {
+    resp = await fetch(url("chat/stream"), {
+      method: "POST", signal: page.abort.signal,
+      headers: withAuth({ "content-type": "application/json", accept: "text/event-stream" }),
+      body: JSON.stringify({ model: `workflow/${wf.workflow_id}`, message: JSON.stringify(input) }),
+    });
+  } catch (e) {
+    page.status.textContent = e.name === "AbortError" ? "Stopped." : `Failed: ${e}`;
+    return;
+  }
+  if (!resp.ok) {
+    const data = await resp.json().catch(() => null);
+    page.status.textContent = `Failed (${resp.status}): ${data?.error?.message || ""}`;
+    return;
+  }
+  const parser = new SSEParser();
+  const reader = resp.body.getReader();
+  let failed = "";
+  let session = "";
+  const show = (events) => {
+    for (const ev of events) {
+      let data;
+      try { data = JSON.parse(ev.data); } catch { continue; }
+      if (ev.event === "run") session = data.session_id || "";
+      else if (data.type === "text-delta") page.out.textContent += data.delta;
+      else if (data.type === "error") failed = data.message;
+    }
+  };
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      show(parser.feed(value));
+    }
+    show(parser.end());
+  } catch (e) {
+    page.status.textContent = e.name === "AbortError" ? "Stopped." : `Failed: ${e}`;
+    return;
+  }
+  const kept = session ? ` Kept as chat ${session}.` : "";
+  page.status.textContent = failed ? `Failed: ${failed}.${kept}`
+    : `Done in ${Math.round(performance.now() - started)} ms.${kept}`;
+  page.status.dataset.session = session;
 }
 
 function wire() {

@@ -1,12 +1,13 @@
 """Every workflow as a model: ``workflow/<id>`` on every chat endpoint.
 
 The chat becomes the workflow's input: ``input`` in the request's extra body
-(OpenAI ``extra_body={"input": {...}}``) is used as is; otherwise the last
-user message goes to the workflow's first input variable (the first
-``${input.x as text}``, else the first named like a prompt, else the first
-``${input.x}`` it binds, ``prompt`` when it binds none). The output streams as
-text: a streamed output chunk by chunk (JSON chunks one JSON text per line),
-any other output once, as text or JSON.
+(OpenAI ``extra_body={"input": {...}}``) is used as is, and so is a last user
+message that is a JSON object naming only the workflow's inputs (the web UI's
+Workflows page sends its form that way). Otherwise the last user message goes
+to one input: the first ``${input.x as text}``, else the first named like a
+prompt, else the first ``${input.x}`` the workflow binds, else ``prompt``.
+The output streams as text: a streamed output chunk by chunk (JSON chunks one
+JSON text per line), any other output once, as text or indented JSON.
 """
 
 from __future__ import annotations
@@ -66,7 +67,16 @@ class WorkflowProvider:
             return given
         last = next((m.text for m in reversed(req.messages) if m.role == "user"), "")
         found = self.workflows.resolve(wid)
-        return {chat_input_name(self.workflows.inputs(found[1], found[0]) if found else []): last}
+        variables = self.workflows.inputs(found[1], found[0]) if found else []
+        if last.lstrip().startswith("{"):  # a JSON object naming only known inputs is the input itself
+            try:
+                obj = orjson.loads(last)
+            except orjson.JSONDecodeError:
+                obj = None
+            names = {v["name"] for v in variables}
+            if isinstance(obj, dict) and obj and set(obj) <= names:
+                return obj
+        return {chat_input_name(variables): last}
 
     async def stream(self, req: ChatRequest, *, deadline: Deadlines) -> AsyncIterator[list[Event]]:
         wid = None if req.model == "default" else req.model  # workflow/default: the file's default workflow
