@@ -249,3 +249,27 @@ def test_older_dialect_and_anthropic_sdk(env, make_server):
     with client.messages.stream(model="workflow/default", max_tokens=100,
                                 messages=[{"role": "user", "content": "hi"}]) as stream:
         assert "".join(stream.text_stream) == "Hello, world!\nBye now."
+
+
+def test_workflow_through_the_ai_sdk(env, make_server):
+    import shutil
+
+    node = shutil.which("node")
+    js = Path(__file__).parent / "js"
+    if node is None or not (js / "node_modules" / "ai").is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail("node and tests/js/node_modules (the ai package) are required in CI")
+        pytest.skip("node or the ai package (npm ci in tests/js) is missing")
+    srv = serve(make_server, env, "chat-stream.yml")
+    spec = {"url": srv.url, "model": "workflow/default",
+            "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello"}]}]}
+    done = subprocess.run([node, "ui_stream.mjs", json.dumps(spec)], cwd=js, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["raw"]["status"] == 200 and out["raw"]["invalid"] == []  # every chunk valid for the ai package
+    deltas = [c["delta"] for c in out["raw"]["valid"] if c["type"] == "text-delta"]
+    assert deltas == ["Hel", "lo", ", wor", "ld!\nBye", " now."]
+    msg = out["ui"]["message"]
+    assert out["ui"]["errors"] == [] and [p["text"] for p in msg["parts"] if p["type"] == "text"] == \
+        ["Hello, world!\nBye now."]
