@@ -318,3 +318,24 @@ def test_load_config_without_a_file_points_where_it_will_be_created(tmp_path, mo
     monkeypatch.delenv("SLUICEWAY_CONFIG", raising=False)
     cfg = load_config()
     assert cfg.path == Path("sluiceway.yaml") and not cfg.providers
+
+
+def test_credential_headers_go_to_env_too(srv, upstream):
+    s, path = srv
+    model = upstream.add(f"hdr-{uuid.uuid4().hex[:6]}", chat_text_stream(["with ", "header"]))
+    token = "tok-header-" + "h" * 20
+    body = form(upstream, "hdr", headers={"x-api-key": token, "x-team": "blue"}, default_model=model)
+    assert httpx.post(f"{s.url}/settings/providers", json=body).status_code == 201
+    entry = yaml.safe_load(path.read_text())["providers"]["hdr"]
+    assert entry["headers"] == {"x-api-key": "${env.SLUICEWAY_HDR_HEADERS_X_API_KEY}", "x-team": "blue"}
+    assert f"SLUICEWAY_HDR_HEADERS_X_API_KEY={token}\n" in (path.parent / ".env").read_text()
+    view = httpx.get(f"{s.url}/settings/providers/hdr").json()
+    assert view["settings"]["headers"] == {"x-api-key": "tok-…hhhh", "x-team": "blue"}
+    # the form sends back what it was shown: the masked header keeps its saved value
+    r = httpx.put(f"{s.url}/settings/providers/hdr", json={**body, "headers": view["settings"]["headers"]})
+    assert r.status_code == 200 and yaml.safe_load(path.read_text())["providers"]["hdr"] == entry
+    httpx.post(f"{s.url}/v1/chat/completions", json={"model": f"hdr/{model}", "messages": [
+        {"role": "user", "content": "hi"}]})
+    assert upstream.last(model).headers["x-api-key"] == token
+    assert httpx.delete(f"{s.url}/settings/providers/hdr").status_code == 200
+    assert "SLUICEWAY_HDR" not in (path.parent / ".env").read_text()

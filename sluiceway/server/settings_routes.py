@@ -13,6 +13,7 @@ import functools
 import hmac
 import ipaddress
 import logging
+import os
 from typing import Any
 
 import orjson
@@ -21,9 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..core import AuthError, BadRequest, NotFound, PermissionDenied, SluicewayError
-from ..engine.config import ENV_REF, ConfigError, expand_env
+from ..engine.config import ConfigError
 from ..engine.settings import catalogue
-from ..engine.settings.admin import Conflict, FieldErrors, ProviderAdmin
+from ..engine.settings.admin import Conflict, ProviderAdmin
+from ..engine.settings.form import SECRET_MAPS, FieldErrors, expand, looks_secret, references, validate
 from ..engine.settings.probe import test_connection
 from ..engine.settings.sync import SettingsSync
 from .auth import auth_of
@@ -180,20 +182,6 @@ async def add_provider(request: Request) -> Response:
 
 # ---------------------------------------------------------------- connection tests
 
-def _resolved(admin: ProviderAdmin, entry: dict[str, Any], env: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
-    out: dict[str, Any] = {}
-    secrets: list[str] = list(env.values())
-    for key, value in entry.items():
-        m = ENV_REF.fullmatch(value) if isinstance(value, str) else None
-        if m and m.group(1) in env:
-            out[key] = env[m.group(1)]
-        else:
-            out[key] = expand_env(value)
-        if m:
-            secrets.append(str(out[key]))
-    return out, secrets
-
-
 def _within(request: Request) -> float:
     """``?timeout=`` seconds for each step of a connection test (default 10)."""
     try:
@@ -211,6 +199,8 @@ async def test_saved(request: Request) -> Response:
         raise KeyError(name)
     kind = spec.get("kind") or name
     secrets = [str(spec[k]) for k in catalogue.secret_fields(kind) if spec.get(k)] if kind in catalogue.KINDS else []
+    secrets += [str(v) for m in SECRET_MAPS if isinstance(spec.get(m), dict)
+                for k, v in spec[m].items() if looks_secret(k)]  # scrubbed from messages
     return _json({"name": name, **await test_connection(name, dict(spec), secrets=secrets,
                                                        within=_within(request))})
 
@@ -222,8 +212,9 @@ async def test_form(request: Request) -> Response:
     body.setdefault("name", "dry-run")
     name = body["name"]
     existing = admin._raw_entry(name) if isinstance(name, str) else None
-    _, kind, entry, env = admin.validate(body, existing, partial=False)
-    spec, secrets = _resolved(admin, entry, env)
+    _, kind, entry, env = validate(body, existing, partial=False)
+    spec = expand(entry, env)
+    secrets = [*env.values(), *(os.environ.get(v, "") for v in references(entry, ""))]  # scrubbed from messages
     return _json({"name": name, **await test_connection(str(name), spec, secrets=secrets,
                                                        within=_within(request))})
 
@@ -232,8 +223,6 @@ async def test_form(request: Request) -> Response:
 
 async def startup(app: Any) -> None:
     """Start watching the config files and, with Redis, other replicas' changes."""
-    import os
-
     state: AppState = app.state.sluiceway
     admin = ProviderAdmin(state.gateway)
     app.state.settings = admin

@@ -284,6 +284,7 @@ async function openForm(view) {
 function closeForm() {
   page.formBox.hidden = true;
   page.editing = null;
+  page.formBox.querySelector(".prov-fields").textContent = ""; // a typed secret does not linger in the page
 }
 
 function applyPreset(e) {

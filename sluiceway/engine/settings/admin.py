@@ -14,7 +14,6 @@ import asyncio
 import copy
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,48 +22,21 @@ from dotenv import dotenv_values
 from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap
 
-from ...providers import KINDS, provider_class
+from ...providers import KINDS
 from ..config import ENV_REF, Config, ConfigError, expand_env
 from ..gateway import EMBEDDED_PROVIDER, FORM_KEYS, Gateway
-from ..strict import did_you_mean, explain, known_keys
+from ..strict import explain
 from . import catalogue
 from .files import edit_yaml, update_env
+from .form import env_name, looks_secret, mask, references, validate
 from .inflight import retire, track
 
 log = logging.getLogger("sluiceway.settings")
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 APPLIED_KEYS = ("models", "default_model", "timeouts", "resilience", "embedded")  # what a reload changes
-
-
-class FieldErrors(ValueError):
-    """Validation failed; ``fields`` maps a form field to what is wrong with it."""
-
-    def __init__(self, fields: dict[str, str], status: int = 422) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
-        self.fields = fields
-        self.status = status
 
 
 class Conflict(ValueError):
     pass
-
-
-def mask(value: str) -> str:
-    """``sk-abc…wxyz`` → ``sk-…wxyz``: enough to recognise a key, never enough to use it."""
-    if not value:
-        return ""
-    if ENV_REF.fullmatch(value):
-        return value
-    head = value.split("-", 1)[0] + "-" if "-" in value[:8] else ""
-    return f"{head}…{value[-4:]}" if len(value) >= 12 else "…"
-
-
-def is_masked(value: Any) -> bool:
-    return isinstance(value, str) and "…" in value
-
-
-def env_name(provider: str, field: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "_", f"SLUICEWAY_{provider}_{field}".upper())
 
 
 class ProviderAdmin:
@@ -137,7 +109,7 @@ class ProviderAdmin:
             elif isinstance(raw.get(key), str) and ENV_REF.search(raw[key]):
                 settings[key] = raw[key]  # show the reference, not what it expands to
             elif isinstance(value, dict) and key in ("headers", "query"):
-                settings[key] = {k: mask(str(v)) if _looks_secret(k) else v for k, v in value.items()}
+                settings[key] = {k: mask(str(v)) if looks_secret(k) else v for k, v in value.items()}
             else:
                 settings[key] = value
         return {"name": name, "kind": kind, "display_name": spec.get("display_name") or name,
@@ -154,84 +126,6 @@ class ProviderAdmin:
             raise Conflict("this server runs on a configuration given in code, with no config file to "
                            "save to; start it with --config PATH (or from the directory of sluiceway.yaml)")
         return self.path
-
-    # ------------------------------------------------------------ validating
-    def validate(self, body: dict[str, Any], existing: dict[str, Any] | None = None, *,
-                 partial: bool = False) -> tuple[str, str, dict[str, Any], dict[str, str]]:
-        """A flat form body → (name, kind, the YAML entry, secrets to write to .env).
-        ``existing`` is the current YAML entry (an update); secrets left empty or
-        sent back masked keep their current value. Raises ``FieldErrors``."""
-        errors: dict[str, str] = {}
-        name = body.get("name")
-        if not isinstance(name, str) or not NAME.match(name):
-            errors["name"] = "required: lowercase letters, digits, - and _ (models are named <name>/<model>)"
-        kind = body.get("kind") or (existing or {}).get("kind")
-        if kind not in KINDS:
-            errors["kind"] = f"unknown kind {kind!r}; known: {', '.join(KINDS)}"
-        if errors:
-            raise FieldErrors(errors)
-        assert isinstance(name, str) and isinstance(kind, str)
-        cls = provider_class(kind)
-        known = set(known_keys(cls.Settings))
-        secrets = set(catalogue.secret_fields(kind))
-        entry: dict[str, Any] = {"kind": kind}
-        old = {k: v for k, v in (existing or {}).items() if k != "kind"}
-        if partial or existing is not None and existing.get("kind") == kind:
-            # PATCH keeps every field; PUT keeps the secrets (they are never sent back)
-            entry.update({k: v for k, v in old.items() if partial or k in secrets})
-        env: dict[str, str] = {}
-        for key, value in body.items():
-            if key in ("name", "kind"):
-                continue
-            if key not in known and key not in FORM_KEYS:
-                errors[key] = f"unknown field{did_you_mean(key, known | set(FORM_KEYS))}"
-                continue
-            if key in secrets:
-                if value == "" or is_masked(value) or value == old.get(key) or value is None and not partial:
-                    continue  # keep what is there
-                if value is None:
-                    entry.pop(key, None)
-                    continue
-                if not isinstance(value, str):
-                    errors[key] = "must be a string"
-                    continue
-                if ENV_REF.fullmatch(value):
-                    entry[key] = value
-                    continue
-                var = env_name(name, key)
-                env[var] = value
-                entry[key] = f"${{env.{var}}}"
-                continue
-            if value is None or value == "" and key in FORM_KEYS:
-                entry.pop(key, None)
-            else:
-                entry[key] = value
-        # check what the adapter will get, secrets resolved
-        resolved: dict[str, Any] = {}
-        for key, value in entry.items():
-            if key == "kind" or key in FORM_KEYS:
-                continue
-            if isinstance(value, str) and key in secrets and ENV_REF.fullmatch(value):
-                var = ENV_REF.fullmatch(value).group(1)  # type: ignore[union-attr]
-                resolved[key] = env.get(var, os.environ.get(var, ""))
-                continue
-            try:
-                resolved[key] = expand_env(value)
-            except ConfigError as e:
-                errors[key] = str(e)
-        for key, value in resolved.items():
-            if key.endswith("url") and isinstance(value, str) and value \
-                    and not re.match(r"^https?://[^/\s]+", value):
-                errors[key] = "must be an http:// or https:// URL"
-        try:  # the fields not already refused, so every problem is reported at once
-            cls.Settings.model_validate({k: v for k, v in resolved.items() if k not in errors})
-        except ValidationError as e:
-            for err in e.errors():
-                field = str(err["loc"][0]) if err["loc"] else "kind"
-                errors.setdefault(field, explain_one(err))
-        if errors:
-            raise FieldErrors(errors)
-        return name, kind, entry, env
 
     # ------------------------------------------------------------ writing
     async def save(self, body: dict[str, Any], *, create: bool | None, name: str | None = None,
@@ -255,7 +149,7 @@ class ProviderAdmin:
             existing = self._raw_entry(str(target)) if exists else None
             if exists and existing is None:  # from the command line: start from what runs
                 existing = copy.deepcopy(self.gateway._specs.get(str(target), {}))
-            pname, kind, entry, env = self.validate(body, existing, partial=partial)
+            pname, kind, entry, env = validate(body, existing, partial=partial)
             await asyncio.to_thread(self._write, pname, entry, env)
             await self.reload()
         await self._notify()
@@ -309,10 +203,7 @@ class ProviderAdmin:
 
     def _remove(self, name: str) -> None:
         assert self.path is not None and self.env_path is not None
-        entry = self._raw_entry(name) or {}
-        prefix = env_name(name, "")
-        ours = tuple(m.group(1) for v in entry.values() if isinstance(v, str)
-                     for m in [ENV_REF.fullmatch(v)] if m and m.group(1).startswith(prefix))
+        ours = references(self._raw_entry(name) or {}, env_name(name, ""))  # secrets we wrote for it
 
         def change(doc: CommentedMap) -> None:
             providers = doc.get("providers")
@@ -389,12 +280,3 @@ class ProviderAdmin:
         for t in list(self._closing):
             t.cancel()
 
-
-def explain_one(err: Any) -> str:
-    msg = err.get("msg", "invalid")
-    return "unknown field" if err.get("type") == "extra_forbidden" else msg
-
-
-def _looks_secret(key: str) -> bool:
-    k = key.lower()
-    return any(w in k for w in ("auth", "key", "token", "secret", "pass", "cookie"))
