@@ -93,13 +93,6 @@ def edit_yaml(path: Path, change: Callable[[CommentedMap], Any]) -> Any:
         return result
 
 
-def read_yaml(path: Path) -> CommentedMap:
-    if not path.exists():
-        return CommentedMap()
-    doc = _yaml().load(path.read_text(encoding="utf-8"))
-    return doc if isinstance(doc, CommentedMap) else CommentedMap()
-
-
 def _env_quote(value: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_./:@+=,-]*", value):
         return value
