@@ -92,6 +92,12 @@ def test_json_stream_chunks(env, make_server):
         b'data: {"text": null, "finish": null}\n\n')
 
 
+def test_an_earlier_stream_used_in_text_completes_first(env, make_server):
+    srv = serve(make_server, env, "summarize.yml")
+    r = post(srv, {"input": {"prompt": "hi"}, "output_only": True})
+    assert r.json() == "They said: Hello, world!\nBye now."
+
+
 def test_midstream_upstream_failure_is_an_error_event(env, make_server):
     env.add("wf-chat", [sse(chat_chunk({"content": "partial"})), 0.05, DROP])
     srv = serve(make_server, env, "chat-stream.yml")
@@ -309,3 +315,12 @@ def test_folder_of_workflows(env, make_server, tmp_path):
         (tmp_path / name).write_text((HERE / name).read_text())
     srv = make_server(make_config(env, workflows=[str(tmp_path)]))
     assert sorted(w["workflow_id"] for w in httpx.get(srv.url + "/api/workflows").json()) == ["grade", "greet"]
+
+
+def test_client_leaving_a_chained_stream_closes_the_upstream(env, make_server):
+    env.add("wf-sentences", [sse(chat_chunk({"content": "One. Two"})), HANG])
+    srv = serve(make_server, env, "sentences.yml")
+    with httpx.stream("POST", srv.url + RUNS, json={"input": {"prompt": "hi"}, "output_only": True}) as r:
+        assert next(r.iter_raw()) == b"data: One.\n\n"
+    rec = env.last("wf-sentences")
+    assert rec.wait_closed(10) and rec.client_closed  # through the splitter, back to the chat's upstream

@@ -306,8 +306,11 @@ async def sentence_splitter(action: dict[str, Any], input: Any) -> Any:
         direct = _direct(output, "result[]")
 
         async def rendered() -> AsyncIterator[Any]:
-            async for c in chunks:
-                yield c if direct else render(output, {"input": input, "result[]": c})
+            try:
+                async for c in chunks:
+                    yield c if direct else render(output, {"input": input, "result[]": c})
+            finally:
+                await chunks.aclose()
         return LiveStream(rendered() if not direct else chunks)
     result = [c async for c in chunks]
     return result if _direct(output, "result") else render(output, {"input": input, "result": result})

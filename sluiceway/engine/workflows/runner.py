@@ -16,7 +16,7 @@ from typing import Any
 from .bindings import BINDING, Binding, BindingError, render
 from .components import ComponentError, Services, run_component
 from .model import DEFAULT_ID, Compose, Job, Workflow
-from .streams import LiveStream, has_stream
+from .streams import LiveStream, claim, has_stream
 
 log = logging.getLogger("sluiceway.workflows")
 MAX_RUNS_PER_JOB = 25
@@ -104,10 +104,14 @@ class WorkflowRun:
                         else:
                             output = result
             if self.workflow.output is not None:
+                await self._settle(self.workflow.output)
                 output = render(self.workflow.output, self.scope(output=output))
                 fmt = stream_format(self.workflow.output)
                 if isinstance(output, LiveStream) and fmt:
                     output.format = fmt
+            for v in self.jobs_out.values():  # a stream nothing read (a job depended on only for order)
+                if isinstance(v, LiveStream) and v is not output and not v.taken and not v.claimed:
+                    await v.aclose()
             return output
         except BaseException:
             for t in tasks:
@@ -120,6 +124,14 @@ class WorkflowRun:
         for v in self.jobs_out.values():
             if isinstance(v, LiveStream) and not v.taken:
                 await v.aclose()
+
+    async def _settle(self, spec: Any) -> None:
+        """An earlier job's stream used other than whole (``text: ${jobs.x.output}``
+        feeds it live) is read to its end first: interpolated into text, or a
+        path into it, needs the complete value."""
+        for jid, value in list(self.jobs_out.items()):
+            if isinstance(value, LiveStream) and not value.taken and _used_whole_or_not(spec, jid) is False:
+                self.jobs_out[jid] = await value.collect()
 
     def _dependents(self, root: str, pool: set[str]) -> set[str]:
         out: set[str] = set()
@@ -168,7 +180,9 @@ class WorkflowRun:
             return Route(self._route_if(job))
         if job.type == "switch":
             return Route(self._route_switch(job))
+        await self._settle(job.input)
         inp = render(job.input, self.scope()) if job.input else self.input
+        claim(inp)
         spec, cid = self._component(job)
         result = await run_component(spec, job.action, inp, self.svc, cid, str(self.compose.path.parent))
         if _direct(job.output):
@@ -211,6 +225,32 @@ class WorkflowRun:
             if value == render(case.get("value"), self.scope()):
                 return case.get("then")
         return raw.get("otherwise")
+
+
+def _used_whole_or_not(spec: Any, jid: str) -> bool | None:
+    """None: ``spec`` does not use job ``jid``'s output; True: only as a whole
+    value (``${jobs.<jid>.output}``, a live stream may pass); False: otherwise."""
+    found: bool | None = None
+    for s in _strings(spec):
+        for m in BINDING.finditer(s):
+            b = Binding.of(m)
+            if b.key != "jobs" or not b.path or b.path.split(".")[0] != jid:
+                continue
+            whole = b.path == f"{jid}.output" and BINDING.fullmatch(s.strip()) is not None
+            if not whole:
+                return False
+            found = True
+    return found
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _targets(j: Job) -> list[str]:

@@ -142,8 +142,13 @@ async def split_sentences(source: AsyncIterator[str] | str, min_chunk_length: in
         for chunk in splitter.feed(source):
             yield chunk
     else:
-        async for piece in source:
-            for chunk in splitter.feed(piece if isinstance(piece, str) else str(piece)):
-                yield chunk
+        try:
+            async for piece in source:
+                for chunk in splitter.feed(piece if isinstance(piece, str) else str(piece)):
+                    yield chunk
+        finally:  # closing this closes the stream it reads (and so its upstream) at once
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                await close()
     for chunk in splitter.flush():
         yield chunk

@@ -13,12 +13,13 @@ from typing import Any
 
 
 class LiveStream:
-    __slots__ = ("source", "format", "taken")
+    __slots__ = ("source", "format", "taken", "claimed")
 
     def __init__(self, source: AsyncIterator[Any], format: str | None = None) -> None:
         self.source = source
         self.format = format  # "text" | "json" | None (as produced)
-        self.taken = False
+        self.taken = False  # its reader has started
+        self.claimed = False  # handed to a job that will read it
 
     def __aiter__(self) -> AsyncIterator[Any]:
         if self.taken:
@@ -66,6 +67,18 @@ async def materialize(value: Any) -> Any:
     if isinstance(value, list):
         return [await materialize(v) for v in value]
     return value
+
+
+def claim(value: Any) -> None:
+    """Mark every live stream inside a job's input as having a reader."""
+    if isinstance(value, LiveStream):
+        value.claimed = True
+    elif isinstance(value, dict):
+        for v in value.values():
+            claim(v)
+    elif isinstance(value, list):
+        for v in value:
+            claim(v)
 
 
 def has_stream(value: Any) -> bool:
