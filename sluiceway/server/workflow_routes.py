@@ -6,23 +6,15 @@ and ``{"detail": ...}`` errors) and the seed's Langflow-style run endpoint.
   output is ``text/event-stream`` with one ``data:`` line per line of each
   chunk, as model-compose sends it. Where model-compose drops a mid-stream
   failure silently, sluiceway ends the stream with ``event: error``.
-- ``POST /api/v1/run/{workflow_id}?stream=true``: Langflow's event-manager
-  events (``add_message``, ``token``, ``end``, ``error``) as
-  ``data: {"event": ..., "data": ...}``; the client leaving cancels the run.
-  With ``"background": true`` the run answers 202 with an ``events_url``
-  that an ``EventSource`` can open: it carries a per-run token, so no custom
-  header is needed.
+- ``POST /api/v1/run/{workflow_id}?stream=true`` and its EventSource
+  follow-up: the seed's Langflow-style endpoint (``langflow_routes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
-import secrets
-import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,7 +25,7 @@ from starlette.routing import Route
 
 from ..core import SluicewayError
 from ..engine.workflows import LiveStream, Task, Workflows
-from ..engine.workflows.provider import chat_input_name, workflows_of
+from ..engine.workflows.provider import workflows_of
 from .auth import authenticate
 
 JSON = "application/json"
@@ -48,32 +40,32 @@ class Detail(Exception):
         self.status, self.detail = status, detail
 
 
-def _json(obj: Any, status: int = 200) -> Response:
+def respond(obj: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), status, media_type=JSON)
 
 
-def _handler(fn):
+def detail_errors(fn):
     async def route(request: Request) -> Any:
         try:
             return await fn(request)
         except Detail as e:
-            return _json({"detail": e.detail}, e.status)
+            return respond({"detail": e.detail}, e.status)
         except SluicewayError as e:  # authentication, mostly
-            return _json({"detail": e.message}, e.status)
+            return respond({"detail": e.message}, e.status)
 
     route.__name__ = fn.__name__
     route.__doc__ = fn.__doc__
     return route
 
 
-def _workflows(request: Request) -> Workflows:
+def workflows_for(request: Request) -> Workflows:
     wf = workflows_of(request.app.state.sluiceway.gateway)
     if wf is None:
         return Workflows([])  # none loaded: every lookup is a 404, the list is empty
     return wf
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def read_body(request: Request) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != JSON:
         raise Detail(400, "Missing or empty Content-Type header." if not ctype else f"Unsupported Content-Type: {ctype}")
@@ -89,7 +81,7 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _flag(value: Any, name: str, default: bool) -> bool:
+def flag(value: Any, name: str, default: bool) -> bool:
     if value is None:
         return default
     if isinstance(value, bool):
@@ -101,36 +93,36 @@ def _flag(value: Any, name: str, default: bool) -> bool:
 
 # ------------------------------------------------------------ model-compose
 
-@_handler
+@detail_errors
 async def list_workflows(request: Request) -> Response:
     """List loaded workflows (with their input/output schema when include_schema=true)"""
     await authenticate(request)
-    wfs = _workflows(request)
-    if _flag(request.query_params.get("include_schema"), "include_schema", False):
-        return _json([wfs.schema(wf, c) for c, wf in wfs.list()])
-    return _json([{"workflow_id": wf.id, **({"title": wf.title} if wf.title else {}),
+    wfs = workflows_for(request)
+    if flag(request.query_params.get("include_schema"), "include_schema", False):
+        return respond([wfs.schema(wf, c) for c, wf in wfs.list()])
+    return respond([{"workflow_id": wf.id, **({"title": wf.title} if wf.title else {}),
                    **({"default": True} if wf.default else {})} for _, wf in wfs.list()])
 
 
-@_handler
+@detail_errors
 async def workflow_schema(request: Request) -> Response:
     """One workflow's input/output schema"""
     await authenticate(request)
-    wfs = _workflows(request)
+    wfs = workflows_for(request)
     found = wfs.by_id.get(request.path_params["workflow_id"])
     if found is None:
         raise Detail(404, "Workflow not found.")
-    return _json(wfs.schema(found[1], found[0]))
+    return respond(wfs.schema(found[1], found[0]))
 
 
-@_handler
+@detail_errors
 async def run_workflow(request: Request) -> Response:
     """Run a workflow (model-compose's POST /api/workflows/runs)"""
     await authenticate(request)
-    body = await _body(request)
-    wait = _flag(body.get("wait_for_completion"), "wait_for_completion", True)
-    output_only = _flag(body.get("output_only"), "output_only", False)
-    wfs = _workflows(request)
+    body = await read_body(request)
+    wait = flag(body.get("wait_for_completion"), "wait_for_completion", True)
+    output_only = flag(body.get("output_only"), "output_only", False)
+    wfs = workflows_for(request)
     wid = body.get("workflow_id")
     if wid is not None and not isinstance(wid, str):
         raise Detail(400, "Invalid request body: workflow_id must be a string")
@@ -141,20 +133,20 @@ async def run_workflow(request: Request) -> Response:
     task = wfs.start(wid, body.get("input"), session_id=body.get("session_id"), metadata=body.get("metadata"),
                      collect=not wait)
     if not wait:
-        return _json(task.state())
+        return respond(task.state())
     await task.ready.wait()
     return await _render(wfs, task, output_only, allow_streaming=True)
 
 
-@_handler
+@detail_errors
 async def get_task(request: Request) -> Response:
     """A task's state, or its output with output_only=true (202 while it runs)"""
     await authenticate(request)
-    wfs = _workflows(request)
+    wfs = workflows_for(request)
     task = wfs.tasks.get(request.path_params["task_id"])
     if task is None:
         raise Detail(404, "Task not found.")
-    return await _render(wfs, task, _flag(request.query_params.get("output_only"), "output_only", False))
+    return await _render(wfs, task, flag(request.query_params.get("output_only"), "output_only", False))
 
 
 async def _render(wfs: Workflows, task: Task, output_only: bool, allow_streaming: bool = False) -> Response:
@@ -164,20 +156,20 @@ async def _render(wfs: Workflows, task: Task, output_only: bool, allow_streaming
                 await wfs.cancel(task)
             raise Detail(400, 'Streaming output requires output_only=true. Retry with {"output_only": true} in the request body.')
         if not allow_streaming or task.output.taken:
-            return _json(task.state(), 202)
+            return respond(task.state(), 202)
         return EventStream(_mc_stream(wfs, task), on_leave=lambda: wfs.cancel(task))
     if not output_only:
-        return _json(task.state())
+        return respond(task.state())
     if task.status in ("pending", "processing"):
-        return _json(task.state(), 202)
+        return respond(task.state(), 202)
     if task.status == "cancelled":
-        return _json(task.state(), 409)
+        return respond(task.state(), 409)
     if task.status == "failed":
         raise Detail(task.error_status, task.error or "failed")  # 400: the input could not be bound
     out = task.output
     if isinstance(out, bytes):
         return Response(out, media_type="application/octet-stream")
-    return _json(out)
+    return respond(out)
 
 
 def sse_data(chunk: Any, fmt: str | None) -> bytes:
@@ -249,156 +241,14 @@ class EventStream:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-# ------------------------------------------------------------- Langflow run
-
-class LangflowRun:
-    """A workflow run as Langflow's event-manager events, kept so that an
-    EventSource can (re)read them from the start and then follow."""
-
-    def __init__(self, wfs: Workflows, task: Task, input_value: str, session_id: str) -> None:
-        self.id = uuid.uuid4().hex
-        self.token = secrets.token_urlsafe(24)
-        self.wfs, self.task, self.input_value, self.session_id = wfs, task, input_value, session_id
-        self.events: list[bytes] = []
-        self.changed = asyncio.Condition()
-        self.finished = False
-        self.pump: asyncio.Task[None] = asyncio.create_task(self._run())
-
-    async def _emit(self, event: str, data: Any) -> None:
-        async with self.changed:
-            self.events.append(b"data: " + orjson.dumps({"event": event, "data": data}) + b"\n\n")
-            self.changed.notify_all()
-
-    def _message(self, mid: str, sender: str, name: str, text: str) -> dict[str, Any]:
-        return {"id": mid, "flow_id": self.task.workflow_id, "session_id": self.session_id, "sender": sender,
-                "sender_name": name, "text": text, "timestamp": _now()}
-
-    async def _run(self) -> None:
-        ai = uuid.uuid4().hex
-        text: list[str] = []
-        try:
-            await self._emit("add_message", self._message(uuid.uuid4().hex, "User", "User", self.input_value))
-            await self.task.ready.wait()
-            if self.task.status == "failed":
-                raise RuntimeError(self.task.error or "workflow failed")
-            await self._emit("add_message", self._message(ai, "Machine", "AI", ""))
-            out = self.task.output
-            if isinstance(out, LiveStream):
-                try:
-                    async for chunk in out:
-                        piece = chunk if isinstance(chunk, str) else orjson.dumps(chunk).decode()
-                        text.append(piece)
-                        await self._emit("token", {"chunk": piece, "id": ai, "timestamp": _now()})
-                except BaseException as e:
-                    self.wfs.stream_done(self.task, e, "".join(text))
-                    raise
-                self.wfs.stream_done(self.task, None, "".join(text))
-            elif out is not None:
-                text.append(out if isinstance(out, str) else orjson.dumps(out).decode())
-            full = "".join(text)
-            await self._emit("add_message", self._message(ai, "Machine", "AI", full))
-            await self._emit("end", {"result": self.result(full)})
-        except asyncio.CancelledError:
-            await self.wfs.cancel(self.task)
-            raise
-        except Exception as e:
-            await self._emit("error", {"error": str(e), "text": "".join(text)})
-        finally:
-            async with self.changed:
-                self.finished = True
-                self.changed.notify_all()
-
-    def result(self, text: str) -> dict[str, Any]:
-        return {"session_id": self.session_id,
-                "outputs": [{"inputs": {"input_value": self.input_value},
-                             "outputs": [{"results": {"message": {"text": text, "sender": "Machine",
-                                                                  "sender_name": "AI"}},
-                                          "outputs": {"output": self.task.output if not isinstance(
-                                              self.task.output, LiveStream) else text}}]}]}
-
-    async def follow(self) -> AsyncIterator[bytes]:
-        sent = 0
-        while True:
-            async with self.changed:
-                await self.changed.wait_for(lambda n=sent: len(self.events) > n or self.finished)
-                batch, sent = self.events[sent:], len(self.events)
-                over = self.finished and sent == len(self.events)
-            for data in batch:
-                yield data
-            if over:
-                return
-
-    async def cancel(self) -> None:
-        if not self.pump.done():
-            self.pump.cancel()
-            await asyncio.gather(self.pump, return_exceptions=True)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _lf_runs(request: Request) -> dict[str, LangflowRun]:
-    runs = getattr(request.app.state, "langflow_runs", None)
-    if runs is None:
-        runs = request.app.state.langflow_runs = {}
-    return runs
-
-
-@_handler
-async def langflow_run(request: Request) -> Response:
-    """Run a workflow, Langflow style; ?stream=true streams add_message/token/end/error events"""
-    await authenticate(request)
-    body = await _body(request) if await request.body() else {}
-    wfs = _workflows(request)
-    wid = request.path_params["workflow_id"]
-    found = wfs.resolve(wid)
-    if found is None:
-        raise Detail(404, f"Flow identifier {wid} not found")
-    value = body.get("input_value")
-    if value is not None and not isinstance(value, str):
-        raise Detail(422, "input_value must be a string")
-    inputs = body.get("inputs") if isinstance(body.get("inputs"), dict) else {}
-    if value is not None:
-        inputs = {chat_input_name(wfs.inputs(found[1], found[0])): value, **inputs}
-    session = str(body.get("session_id") or uuid.uuid4().hex)
-    task = wfs.start(found[1].id, inputs, session_id=session)
-    run = LangflowRun(wfs, task, value or "", session)
-    runs = _lf_runs(request)
-    runs[run.id] = run
-    for old in [k for k, r in runs.items() if r.finished and len(runs) > 256]:
-        runs.pop(old, None)
-    if _flag(body.get("background"), "background", False):
-        return _json({"run_id": run.id, "session_id": session,
-                      "events_url": f"/api/v1/runs/{run.id}/events?token={run.token}"}, 202)
-    if _flag(request.query_params.get("stream"), "stream", False):
-        return EventStream(run.follow(), on_leave=run.cancel)
-    await asyncio.gather(run.pump, return_exceptions=True)
-    if task.status == "failed":
-        raise Detail(task.error_status, task.error or "failed")  # 400: the input could not be bound
-    text = task.output if isinstance(task.output, str) else orjson.dumps(task.output).decode()
-    return _json(run.result(text))
-
-
-@_handler
-async def langflow_events(request: Request) -> Response:
-    """Follow a background Langflow-style run (EventSource: ?token= from the run's events_url)"""
-    runs = _lf_runs(request)
-    run = runs.get(request.path_params["run_id"])
-    token = request.query_params.get("token")
-    if token is None or run is None or not hmac.compare_digest(token.encode(), run.token.encode()):
-        await authenticate(request)  # without the run's token, an API key is needed
-    if run is None:
-        raise Detail(404, "Run not found.")
-    return EventStream(run.follow())
-
-
 def routes() -> list[Route]:
+    from . import langflow_routes  # it builds on this module's helpers
+
     return [
         Route("/api/workflows", list_workflows, methods=["GET"]),
         Route("/api/workflows/runs", run_workflow, methods=["POST"]),
         Route("/api/workflows/{workflow_id}/schema", workflow_schema, methods=["GET"]),
         Route("/api/tasks/{task_id}", get_task, methods=["GET"]),
-        Route("/api/v1/run/{workflow_id:path}", langflow_run, methods=["POST"]),
-        Route("/api/v1/runs/{run_id}/events", langflow_events, methods=["GET"]),
+        Route("/api/v1/run/{workflow_id:path}", langflow_routes.langflow_run, methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/events", langflow_routes.langflow_events, methods=["GET"]),
     ]
