@@ -33,6 +33,7 @@ from starlette.requests import Request
 from ..core import AuthError, Event, PermissionDenied, Usage
 from ..engine.limits import Limiter, Limits, MemoryLimiter
 from ..engine.runs import Outcome
+from ..store import ANY, Owner
 from .requests import presented_key
 
 if TYPE_CHECKING:
@@ -54,13 +55,21 @@ class Principal:
     name: str = "anonymous"
     models: tuple[str, ...] = ()  # empty: every model
     limits: Limits = Limits()
+    admin: bool = False  # the admin key: sees every key's sessions, messages, traces and runs
 
     def allows(self, model: str) -> bool:
         return not self.models or model in self.models
 
+    @property
+    def owner(self) -> Owner:
+        """What this caller may read and change: its own key's rows (a virtual key),
+        the rows of static keys and of an open server (None), or all (the admin)."""
+        return ANY if self.admin else self.key_id
+
 
 ANONYMOUS = Principal()
 STATIC = Principal(name="static")
+ADMIN = Principal(name="admin", admin=True)
 
 
 class Grant:
@@ -155,6 +164,9 @@ class Auth:
         static = self.state.api_keys
         key = presented_key(request)
         if key is not None:
+            admin = self.admin_key
+            if admin and hmac.compare_digest(key.encode(), admin.encode()):
+                return ADMIN
             if static and _is_static(key, static):
                 return STATIC
             if key.startswith(VIRTUAL_PREFIX) and self.state.store is not None:
@@ -269,3 +281,14 @@ async def admit(request: Request, model: str) -> Grant:
     if principal is None:
         principal = await authenticate(request)
     return await auth_of(request).admit(principal, model)
+
+
+def owner(request: Request) -> Owner:
+    """The owner filter of an authenticated request (see ``Principal.owner``)."""
+    principal = getattr(request.state, "principal", None)
+    return principal.owner if principal is not None else None
+
+
+def row_owner(filter_: Owner) -> str | None:
+    """The owner to record on what a caller makes: the admin's rows, like static keys', are None."""
+    return None if filter_ == ANY else filter_

@@ -22,10 +22,10 @@ from starlette.responses import Response
 from ..core import ChatRequest, Message, NotFound, SluicewayError
 from ..engine.runs import Recorder
 from ..protocols import session_chat
-from .auth import admit
+from .auth import admit, owner, row_owner
 from .errors import error_response, json_response, run_log_unavailable
 from .protocol_routes import store_and_runs
-from .requests import read_json
+from .requests import deadline_overrides, read_json
 from .schemas import body, ok, openai_err, ref
 from .state import AppState
 from .streaming import ClientGone, RunSSE, until_disconnect
@@ -57,9 +57,11 @@ async def start_chat(request: Request) -> Started:
     store, runs = store_and_runs(state)
     body_ = await read_json(request, state.config.server.max_body_bytes)
     inp = session_chat.decode_request(body_, state.config.store.max_message_chars)
+    overrides = deadline_overrides(request)  # x-sluiceway-*-timeout, as on /v1 (a bad one is a 400 here)
+    mine = owner(request)
     session = None
     if inp.session_id is not None:
-        session = await store.get_session(inp.session_id)
+        session = await store.get_session(inp.session_id, owner=mine)  # another key's session: 404
         if session is None:
             raise NotFound(f"session {inp.session_id!r} does not exist", code="session_not_found",
                            param="session_id")
@@ -67,7 +69,8 @@ async def start_chat(request: Request) -> Started:
     state.gateway.router.resolve(model)  # unknown model → 404 before anything is written
     grant = await admit(request, model)  # the key's allow-list and limits, also before any write
     system = inp.system or (session or {}).get("system")
-    turn = await grant.guard(store.begin_turn(inp.session_id, inp.message, model=model, system=system))
+    turn = await grant.guard(store.begin_turn(inp.session_id, inp.message, model=model, system=system,
+                                              owner=mine))
     messages = ([Message.of("system", system)] if system else []) + session_chat.history_messages(turn.history)
     messages.append(Message.of("user", inp.message))
     req = ChatRequest(model=model, messages=messages, **inp.params)
@@ -76,12 +79,13 @@ async def start_chat(request: Request) -> Started:
     router = state.gateway.router
 
     async def open_() -> Any:
-        rec.opened = await router.open(req)
+        rec.opened = await router.open(req, overrides)
         return rec.opened
 
     started = Started(turn.assistant["id"], turn.session, turn.user, turn.assistant)
+    rec.log_json = lambda: runs.log.json(started.run_id)  # the trace shares the readers' encoding
     try:
-        await runs.start(started.run_id, open_, grant.observers(rec), meta=started.ids())
+        await runs.start(started.run_id, open_, grant.observers(rec), meta={**started.ids(), "owner": row_owner(mine)})
     except Exception as e:  # e.g. Redis down: do not leave the placeholder streaming
         log.exception("starting run %s failed", started.run_id)
         grant.release()  # the run never started: free its stream slot
@@ -102,7 +106,7 @@ async def chat_stream(request: Request) -> Any:
         if runs.disconnect == "cancel":
             await runs.stop(started.run_id, "disconnect")
 
-    return RunSSE(runs, started.run_id, session_chat.encode_entries, first=session_chat.run_frame(started.ids()),
+    return RunSSE(runs, started.run_id, session_chat.encode_entries, json=True, first=session_chat.run_frame(started.ids()),
                   keepalive=state.keepalive, stall_timeout=state.stall_timeout, headers=started.headers(),
                   on_disconnect=left)
 

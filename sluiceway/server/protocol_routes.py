@@ -28,7 +28,7 @@ from ..engine.runs import MetricsObserver, Observer, Outcome, Runs, end_all
 from ..protocols import anthropic_messages, plain_sse
 from ..protocols import openai_chat as chat
 from ..store import Store
-from .auth import FREE, Grant, admit, authenticate
+from .auth import FREE, Grant, admit, authenticate, owner, row_owner
 from .errors import CLIENT_GONE, JSON, error_response, internal_error, run_log_unavailable, unavailable
 from .requests import deadline_overrides, read_json
 from .schemas import anthropic_err, body, errors, i, obj, ok, openai_err, ref, s
@@ -94,7 +94,9 @@ async def start_run(rs: RunStart, run_id: str, first: list[Observer] | None = No
         return opened  # opened before the run, so failures to open are still HTTP errors
 
     try:
-        await runs.start(run_id, ready, [*(first or []), *rs.observers], meta)
+        # a run belongs to the key that started it (the runs API checks it)
+        await runs.start(run_id, ready, [*(first or []), *rs.observers],
+                         {**(meta or {}), "owner": row_owner(owner(rs.request))})
     except Exception:
         log.exception("starting run %s failed", run_id)
         await rs.abandon()

@@ -9,7 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..core import BadRequest, NotFound
+from ..engine.runs import Runs
 from ..protocols import session_chat
+from ..store import owns
+from .auth import owner
 from .errors import json_response
 from .protocol_routes import store_and_runs
 from .schemas import errors, i, ok, s
@@ -29,22 +32,31 @@ def _after(request: Request) -> int:
     return n
 
 
+async def _meta_or_404(request: Request, runs: Runs, run_id: str) -> dict[str, Any] | None:
+    """A run's meta if the caller may see it (a run belongs to the key that started it); None when
+    no run log exists. Another key's run is a 404, as a missing one."""
+    meta = await runs.log.meta(run_id)
+    if meta is not None and not owns(owner(request), meta.get("owner")):
+        raise NotFound(f"run {run_id!r} not found", code="run_not_found")
+    return meta
+
+
 async def run_stream(request: Request) -> Any:
     state: AppState = request.app.state.sluiceway
     _, runs = store_and_runs(state)
     run_id = request.path_params["run_id"]
     after = _after(request)
-    if not await runs.exists(run_id):
+    if await _meta_or_404(request, runs, run_id) is None and run_id not in runs.active:
         raise NotFound(f"run {run_id!r} is not active and its log has expired; "
                        "read the stored message instead", code="run_not_found")
-    return RunSSE(runs, run_id, session_chat.encode_entries, after=after, keepalive=state.keepalive,
+    return RunSSE(runs, run_id, session_chat.encode_entries, json=True, after=after, keepalive=state.keepalive,
                   stall_timeout=state.stall_timeout, headers=[(b"x-run-id", run_id.encode())])
 
 
 async def run_info(request: Request) -> Response:
     _, runs = store_and_runs(request.app.state.sluiceway)
     run_id = request.path_params["run_id"]
-    meta = await runs.log.meta(run_id)
+    meta = await _meta_or_404(request, runs, run_id)
     if meta is None:
         raise NotFound(f"run {run_id!r} not found", code="run_not_found")
     return json_response({"id": run_id, "live": await runs.log.is_live(run_id), **meta})
@@ -53,12 +65,14 @@ async def run_info(request: Request) -> Response:
 async def run_stop(request: Request) -> Response:
     store, runs = store_and_runs(request.app.state.sluiceway)
     run_id = request.path_params["run_id"]
+    mine = owner(request)
+    meta = await _meta_or_404(request, runs, run_id)
+    if meta is None and await store.get_message(run_id, owner=mine) is None:
+        raise NotFound(f"run {run_id!r} not found", code="run_not_found")  # no run, or not the caller's
     if not await runs.stop(run_id, "stopped"):
-        if not await runs.exists(run_id) and await store.get_message(run_id) is None:
-            raise NotFound(f"run {run_id!r} not found", code="run_not_found")
         return json_response({"id": run_id, "stopped": False, "reason": "the run had already ended",
-                              "message": await store.get_message(run_id)})
-    return json_response({"id": run_id, "stopped": True, "message": await store.get_message(run_id)})
+                              "message": await store.get_message(run_id, owner=mine)})
+    return json_response({"id": run_id, "stopped": True, "message": await store.get_message(run_id, owner=mine)})
 
 
 def ops() -> list[Op]:

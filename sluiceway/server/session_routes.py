@@ -12,7 +12,7 @@ from starlette.responses import Response
 from ..core import BadRequest, ChatRequest, Message, NotFound, SluicewayError, fold
 from ..engine.runs import Runs
 from ..store import Store
-from .auth import admit
+from .auth import admit, owner, row_owner
 from .errors import JSON, json_response
 from .protocol_routes import store_and_runs
 from .requests import read_json
@@ -42,8 +42,9 @@ async def _body_fields(request: Request, allowed: tuple[str, ...]) -> dict[str, 
     return out
 
 
-async def _session_or_404(store: Store, session_id: str) -> dict[str, Any]:
-    s = await store.get_session(session_id)
+async def _session_or_404(request: Request, store: Store, session_id: str) -> dict[str, Any]:
+    """The session if it exists and the caller owns it: another key's session is a 404, as a missing one."""
+    s = await store.get_session(session_id, owner=owner(request))
     if s is None:
         raise NotFound(f"session {session_id!r} does not exist", code="session_not_found")
     return s
@@ -52,20 +53,21 @@ async def _session_or_404(store: Store, session_id: str) -> dict[str, Any]:
 async def create_session(request: Request) -> Response:
     store, _ = store_and_runs(request.app.state.sluiceway)
     fields = await _body_fields(request, ("title", "model", "system"))
-    return json_response(await store.create_session(**fields), 201)
+    return json_response(await store.create_session(**fields, owner=row_owner(owner(request))), 201)
 
 
 async def list_sessions(request: Request) -> Response:
     store, _ = store_and_runs(request.app.state.sluiceway)
     limit, offset = LIMIT.read(request), OFFSET.read(request)
-    return json_response({"data": await store.list_sessions(limit=limit, offset=offset)})
+    return json_response({"data": await store.list_sessions(limit=limit, offset=offset, owner=owner(request))})
 
 
 async def session(request: Request) -> Response:
     store, runs = store_and_runs(request.app.state.sluiceway)
     sid = request.path_params["session_id"]
+    found = await _session_or_404(request, store, sid)
     if request.method == "GET":
-        return json_response(await _session_or_404(store, sid))
+        return json_response(found)
     if request.method == "PATCH":
         fields = await _body_fields(request, ("title", "model", "system"))
         s = await store.update_session(sid, **fields)
@@ -88,7 +90,7 @@ async def session_title(request: Request) -> Response:
     state: AppState = request.app.state.sluiceway
     store, _ = store_and_runs(state)
     sid = request.path_params["session_id"]
-    s = await _session_or_404(store, sid)
+    s = await _session_or_404(request, store, sid)
     fields = await _body_fields(request, ("model",)) if request.headers.get("content-length", "0") != "0" else {}
     model = fields.get("model") or s["model"] or "default"
     rows = [m for m in await store.list_messages(sid) if m["text"]][:6]
@@ -116,7 +118,7 @@ async def session_title(request: Request) -> Response:
 async def session_messages(request: Request) -> Response:
     store, runs = store_and_runs(request.app.state.sluiceway)
     sid = request.path_params["session_id"]
-    await _session_or_404(store, sid)
+    await _session_or_404(request, store, sid)
     if request.method == "DELETE":
         return await _truncate(request, store, runs, sid)
     return json_response({"data": await store.list_messages(sid)})
@@ -162,7 +164,7 @@ def to_markdown(s: dict[str, Any], messages: list[dict[str, Any]]) -> str:
 async def session_export(request: Request) -> Response:
     store, _ = store_and_runs(request.app.state.sluiceway)
     sid = request.path_params["session_id"]
-    s = await _session_or_404(store, sid)
+    s = await _session_or_404(request, store, sid)
     messages = await store.list_messages(sid)
     fmt = request.query_params.get("format", "json")
     if fmt in ("md", "markdown"):
@@ -177,7 +179,8 @@ async def session_export(request: Request) -> Response:
 async def message_trace(request: Request) -> Response:
     store, _ = store_and_runs(request.app.state.sluiceway)
     mid = request.path_params["message_id"]
-    trace = await store.get_trace(mid)
+    mine = await store.get_message(mid, owner=owner(request)) is not None
+    trace = await store.get_trace(mid) if mine else None
     if trace is None:
         raise NotFound(f"no trace for message {mid!r} (not an assistant message, still streaming, "
                        "traces off, or pruned)", code="trace_not_found")

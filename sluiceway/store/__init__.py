@@ -1,6 +1,6 @@
 """The conversation store (sessions, messages, debug traces). Imports only
 ``sluiceway.core`` from the project."""
 
-from .store import DEFAULT_URL, Store, Turn, message_text, new_id, normalize_url
+from .store import ANY, DEFAULT_URL, Owner, Store, Turn, message_text, new_id, normalize_url, owns
 
-__all__ = ["DEFAULT_URL", "Store", "Turn", "message_text", "new_id", "normalize_url"]
+__all__ = ["ANY", "DEFAULT_URL", "Owner", "Store", "Turn", "message_text", "new_id", "normalize_url", "owns"]

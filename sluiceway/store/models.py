@@ -28,6 +28,9 @@ class SessionRow(Base):
     next_seq: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # the virtual key that made it; None: static keys, the admin key or an open server. Its
+    # messages, traces and runs belong to the same owner.
+    owner: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class MessageRow(Base):

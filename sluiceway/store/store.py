@@ -83,6 +83,17 @@ def message_dict(r: MessageRow) -> dict[str, Any]:
             "created_at": _iso(r.created_at), "updated_at": _iso(r.updated_at)}
 
 
+# An owner filter: a virtual key's id, None (static keys, admin, open server) or ANY (no check: the admin
+# key, and the server's own bookkeeping).
+ANY = "*"
+Owner = str | None
+
+
+def owns(owner: Owner, row_owner: str | None) -> bool:
+    """Whether an owner filter lets a caller see a row owned by ``row_owner``."""
+    return owner in (ANY, row_owner)
+
+
 @dataclass(slots=True)
 class Turn:
     """What ``begin_turn`` committed: the session, the user message and the
@@ -121,23 +132,26 @@ class Store:
 
     # ------------------------------------------------------------- sessions
     async def create_session(self, *, title: str | None = None, model: str | None = None,
-                             system: str | None = None) -> dict[str, Any]:
+                             system: str | None = None, owner: str | None = None) -> dict[str, Any]:
         t = now()
         row = SessionRow(id=new_id(), title=title, model=model, system=system, next_seq=0,
-                         created_at=t, updated_at=t)
+                         created_at=t, updated_at=t, owner=owner)
         async with self.tx() as s:
             s.add(row)
         return session_dict(row)
 
-    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+    async def get_session(self, session_id: str, *, owner: Owner = ANY) -> dict[str, Any] | None:
+        """The session, or None when it does not exist or belongs to another owner."""
         async with self.tx() as s:
             row = await s.get(SessionRow, session_id)
-            return session_dict(row) if row else None
+            return session_dict(row) if row and owns(owner, row.owner) else None
 
-    async def list_sessions(self, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    async def list_sessions(self, *, limit: int = 50, offset: int = 0, owner: Owner = ANY) -> list[dict[str, Any]]:
+        q = select(SessionRow)
+        if owner != ANY:
+            q = q.where(SessionRow.owner.is_(None) if owner is None else SessionRow.owner == owner)
         async with self.tx() as s:
-            rows = await s.scalars(select(SessionRow).order_by(SessionRow.updated_at.desc(), SessionRow.id)
-                                   .limit(limit).offset(offset))
+            rows = await s.scalars(q.order_by(SessionRow.updated_at.desc(), SessionRow.id).limit(limit).offset(offset))
             return [session_dict(r) for r in rows]
 
     async def update_session(self, session_id: str, **fields: Any) -> dict[str, Any] | None:
@@ -161,7 +175,7 @@ class Store:
 
     # ------------------------------------------------------------- messages
     async def begin_turn(self, session_id: str | None, user_text: str, *, model: str | None = None,
-                         provider: str | None = None, system: str | None = None) -> Turn:
+                         provider: str | None = None, system: str | None = None, owner: Owner = ANY) -> Turn:
         """Commit the user message and a ``streaming`` assistant placeholder in
         one transaction, creating the session when ``session_id`` is None."""
         t = now()
@@ -169,13 +183,15 @@ class Store:
             if session_id is None:  # a new session: insert it at its first positions, no history
                 session_id = new_id()
                 srow = SessionRow(id=session_id, title=title_from(user_text), model=model, system=system,
-                                  next_seq=2, created_at=t, updated_at=t)
+                                  next_seq=2, created_at=t, updated_at=t, owner=None if owner == ANY else owner)
                 s.add(srow)
                 await s.flush()  # no relationship() tells the unit of work to insert the session first
                 session, seq, history = session_dict(srow), 0, []
             else:
+                mine = [] if owner == ANY else [SessionRow.owner.is_(None) if owner is None else
+                                                SessionRow.owner == owner]
                 res = await s.execute(
-                    update(SessionRow).where(SessionRow.id == session_id)
+                    update(SessionRow).where(SessionRow.id == session_id, *mine)
                     .values(next_seq=SessionRow.next_seq + 2, updated_at=t,
                             title=func.coalesce(SessionRow.title, title_from(user_text)))
                     .returning(SessionRow.next_seq, SessionRow.title, SessionRow.model, SessionRow.system,
@@ -215,10 +231,16 @@ class Store:
             await s.execute(update(SessionRow).where(SessionRow.id == session_id).values(updated_at=now()))
             return ids
 
-    async def get_message(self, message_id: str) -> dict[str, Any] | None:
+    async def get_message(self, message_id: str, *, owner: Owner = ANY) -> dict[str, Any] | None:
+        """The message, or None when it does not exist or its session belongs to another owner."""
         async with self.tx() as s:
             row = await s.get(MessageRow, message_id)
-            return message_dict(row) if row else None
+            if row is None:
+                return None
+            if owner != ANY and not owns(owner, await s.scalar(select(SessionRow.owner).where(
+                    SessionRow.id == row.session_id))):
+                return None
+            return message_dict(row)
 
     async def list_messages(self, session_id: str, *, before_seq: int | None = None) -> list[dict[str, Any]]:
         q = select(MessageRow).where(MessageRow.session_id == session_id)
