@@ -176,7 +176,7 @@ def one_stream(gw: Gateway, voice: bool) -> dict[str, Any]:
                         msg = ws.recv(timeout=60)
                         if isinstance(msg, bytes):
                             got.setdefault("first_audio", time.perf_counter())
-                            got["audio_bytes"] += len(msg) - 8
+                            got["audio_bytes"] += len(msg) - 12
                         elif json.loads(msg)["type"] in ("done", "error"):
                             return
             follower = threading.Thread(target=follow)

@@ -59,8 +59,8 @@ def collect(ws, until: str) -> list[Any]:
     while True:
         msg = ws.recv(timeout=30)
         if isinstance(msg, bytes):
-            seq, rate = struct.unpack(">II", msg[:8])
-            out.append((seq, rate, msg[8:]))
+            job, seq, rate = struct.unpack(">III", msg[:12])
+            out.append((seq, rate, msg[12:], job))
             continue
         doc = json.loads(msg)
         out.append(doc)
@@ -100,7 +100,9 @@ def test_every_sentence_of_a_chat_answer_is_spoken_in_order(srv, upstream):
     for seq, pcm in audio.items():
         words = max(1, len(SENTENCES[seq].split()))
         assert len(pcm) / 2 / 22050 > 0.15 * words, seq  # real speech, not a click
-    assert msgs[-1] == {"type": "done", "run_id": run["run_id"], "sentences": len(SENTENCES)}
+    assert msgs[-1] == {"type": "done", "job": 1, "run_id": run["run_id"], "sentences": len(SENTENCES)}
+    assert msgs[0] == {"type": "started", "job": 1, "run_id": run["run_id"]}
+    assert {m[3] for m in msgs if isinstance(m, tuple)} == {1}
 
 
 def test_barge_in_stops_audio_and_generation_and_keeps_the_partial_answer(srv, upstream):
@@ -164,6 +166,20 @@ def test_speak_text_and_transcribe_the_microphone(srv):
         msg = json.loads(ws.recv(timeout=30))
     assert msg["type"] == "transcript"
     assert len(set(msg["text"].split()) & {"one", "two", "three", "four", "five"}) >= 3, msg
+
+
+def test_text_streamed_by_the_client_is_spoken_as_it_arrives(srv):
+    with connect(ws_url(srv)) as ws:
+        for piece in ["Streamed by the ", "page itself. And ", "spoken as it ", "comes in."]:
+            ws.send(json.dumps({"type": "text", "delta": piece}))
+        first = collect(ws, "sentence.end")  # the first sentence is spoken before the text has ended
+        assert [m["text"] for m in first if isinstance(m, dict) and m["type"] == "sentence"] == [
+            "Streamed by the page itself."]
+        ws.send(json.dumps({"type": "text.end"}))
+        rest = collect(ws, "done")
+    check_order(first + rest)
+    assert [m["text"] for m in rest if isinstance(m, dict) and m["type"] == "sentence"] == ["And spoken as it comes in."]
+    assert rest[-1]["sentences"] == 2
 
 
 def test_session_errors_and_guards(make_server, tmp_path):

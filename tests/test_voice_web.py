@@ -16,7 +16,7 @@ import pytest
 from sluiceway.server.app import create_app
 
 from .conftest import IN_CI, ServerThread, make_config
-from .upstream import HANG, chat_chunk, sse
+from .upstream import HANG, chat_chunk, chat_text_stream, sse
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,6 +41,7 @@ def srv(upstream, tmp_path_factory) -> Iterator[ServerThread]:
     steps = [sse(chat_chunk({"role": "assistant", "content": ""}))]
     steps += [sse(chat_chunk({"content": s + " "})) for s in SENTENCES]
     upstream.add("ui-voice", [*steps, sse(chat_chunk({"content": "And more is coming"})), HANG])
+    upstream.add("ui-voice-local", chat_text_stream([s + " " for s in SENTENCES[:2]]))
     db = tmp_path_factory.mktemp("voice-ui") / "chat.db"
     cfg = make_config(upstream, store={"url": f"sqlite+aiosqlite:///{db}"},
                       voice={"chunker": {"max_wait": 30.0}})  # the unfinished tail is never flushed mid-test
@@ -98,10 +99,11 @@ def test_page_plays_the_answer_while_it_is_written_and_stops_on_barge_in(browser
                               " caption: document.getElementById('voice-caption').hidden})")
         assert state["playing"] is False and state["caption"] is True
         assert state["stopped"] >= 1  # cut off mid-answer, not after it had finished
-        page.wait_for_function(f"() => window.sluicewayVoice.stats.played + window.sluicewayVoice.stats"
-                               f".stoppedSources === {len(chunks)}")  # every chunk either played or stopped
-        played = page.evaluate("() => window.sluicewayVoice.stats.played")
-        assert played < len(chunks)
+        # every chunk scheduled before the stop either played or was stopped; nothing came after it
+        page.wait_for_function("() => { const s = window.sluicewayVoice.stats;"
+                               " return s.played + s.stoppedSources === s.scheduled.length; }", polling=50)
+        after = page.evaluate("() => window.sluicewayVoice.stats")
+        assert after["played"] < len(after["scheduled"])
         expect(page.locator("#messages .msg.assistant").last).to_have_attribute("data-status", "stopped",
                                                                                  timeout=10000)
         assert upstream.last("ui-voice").wait_closed(5.0)
@@ -146,3 +148,26 @@ def test_hands_free_the_user_speaking_interrupts_the_answer(browser, srv, upstre
     finally:
         ctx.close()
     assert upstream.last("ui-voice").wait_closed(5.0)  # the barge-in stopped the generation too
+
+
+def test_browser_stored_chats_stream_their_text_to_the_voice(browser, srv):
+    """With chats kept in the browser there is no server run to follow: the
+    page sends the text deltas over the session and hears every sentence."""
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    try:
+        page.goto(f"{srv.url}/?store=local")
+        page.wait_for_selector("html[data-ready]", timeout=15000)
+        page.click("#voice-toggle")
+        page.wait_for_function("() => window.sluicewayVoice.ws && window.sluicewayVoice.ws.readyState === 1")
+        page.select_option("#model", "up/ui-voice-local")
+        page.fill("#input", "Say two things")
+        page.press("#input", "Enter")
+        page.wait_for_function("() => window.sluicewayVoice.stats.done === 1", timeout=30000, polling=50)
+        stats = page.evaluate("window.sluicewayVoice.stats")
+        assert stats["sentences"] == SENTENCES[:2]
+        seqs = [c["seq"] for c in stats["scheduled"]]
+        assert seqs == sorted(seqs) and set(seqs) == {0, 1}
+        assert sum(c["duration"] for c in stats["scheduled"]) > 3.0
+    finally:
+        ctx.close()

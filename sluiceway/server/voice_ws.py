@@ -7,6 +7,8 @@ Client → server, JSON text frames:
 - ``{"type": "follow", "run_id"}``: speak a chat run's answer while it is
   written (start it with ``POST /chat/stream`` and pass its run id).
 - ``{"type": "speak", "text"}``: speak a text.
+- ``{"type": "text", "delta"}`` … ``{"type": "text.end"}``: speak a text the
+  client streams itself (an answer from any API), as it arrives.
 - ``{"type": "stop"}``: barge-in. The audio stops at once (synthesis is
   killed), the followed run is stopped and its partial answer saved as
   interrupted; answered by ``{"type": "stopped", "run_id", "sentences"}``.
@@ -15,8 +17,11 @@ Client → server, JSON text frames:
   answered by ``{"type": "transcript", "text"}``. Starting to listen is a
   barge-in too: the user speaking stops the answer.
 
-Server → client: ``{"type": "sentence", "seq", "text"}``, then binary frames
-(big-endian u32 ``seq``, u32 sample rate, then PCM s16le mono), then
+Server → client: ``{"type": "started", "job", "run_id"}`` when a follow,
+speak or streamed text begins (everything of an earlier job was sent before
+it: a client drops what is not of its current job), then per piece
+``{"type": "sentence", "job", "seq", "text"}``, binary frames (big-endian u32
+``job``, u32 ``seq``, u32 sample rate, then PCM s16le mono), then
 ``{"type": "sentence.end", "seq", "bytes"}``; ``{"type": "done", "sentences"}``
 when a follow or speak has been spoken in full; ``{"type": "error", "code",
 "message"}``.
@@ -61,6 +66,11 @@ async def _once(items: list[str]) -> AsyncIterator[str]:
         yield x
 
 
+async def _drain(q: asyncio.Queue[str | None]) -> AsyncIterator[str]:
+    while (d := await q.get()) is not None:
+        yield d
+
+
 class VoiceSession:
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
@@ -70,9 +80,11 @@ class VoiceSession:
         self.voice: str | None = None
         self.speed = 1.0
         self.job: asyncio.Task[None] | None = None
+        self.job_no = 0  # numbers each follow / speak / streamed text, and tags its frames
         self.run_id: str | None = None  # the run being followed
         self.spoken = 0  # sentences of the current job fully sent
         self.send_lock = asyncio.Lock()
+        self.text_q: asyncio.Queue[str | None] | None = None  # text the client streams to us
         self.mic: bytearray | None = None
         self.mic_rate = 16000
         self.authed = False
@@ -82,9 +94,9 @@ class VoiceSession:
         async with self.send_lock:
             await self.ws.send_text(orjson.dumps(obj).decode())
 
-    async def send_audio(self, seq: int, rate: int, data: bytes) -> None:
+    async def send_audio(self, job: int, seq: int, rate: int, data: bytes) -> None:
         async with self.send_lock:
-            await self.ws.send_bytes(struct.pack(">II", seq, rate) + data)
+            await self.ws.send_bytes(struct.pack(">III", job, seq, rate) + data)
 
     async def error(self, e: SluicewayError) -> None:
         await self.send_json({"type": "error", "code": e.code, "message": e.message, "status": e.status})
@@ -173,6 +185,20 @@ class VoiceSession:
             self._settings(doc)
             chunker = chunker_for(self.svc.config.chunker)
             await self.start(_once([*chunker.feed(text), *chunker.finish()]), None)
+        elif kind == "text":
+            delta = doc.get("delta")
+            if not isinstance(delta, str):
+                raise BadRequest("'delta' must be a string", param="delta")
+            if self.text_q is None:  # the first delta of an answer the client streams itself
+                self._settings(doc)
+                q: asyncio.Queue[str | None] = asyncio.Queue()
+                await self.start(pieces(_drain(q), chunker_for(self.svc.config.chunker)), None)
+                self.text_q = q
+            self.text_q.put_nowait(delta)
+        elif kind == "text.end":
+            if self.text_q is not None:
+                self.text_q.put_nowait(None)
+                self.text_q = None
         elif kind == "stop":
             await self.barge_in("stopped")
         elif kind == "listen":
@@ -206,19 +232,21 @@ class VoiceSession:
         target = self.svc.speaker(self.model)
         events = speak(texts, target.provider, voice=self.voice, speed=self.speed, model=target.model)
         self.run_id, self.spoken = run_id, 0
-        self.job = asyncio.create_task(self._pump(events), name="voice-job")
+        self.job_no += 1
+        await self.send_json({"type": "started", "job": self.job_no, "run_id": run_id})
+        self.job = asyncio.create_task(self._pump(events, self.job_no), name="voice-job")
 
-    async def _pump(self, events: AsyncIterator[VoiceEvent]) -> None:
+    async def _pump(self, events: AsyncIterator[VoiceEvent], job: int) -> None:
         try:
             async for ev in events:
                 if isinstance(ev, Audio):
-                    await self.send_audio(ev.seq, ev.sample_rate, ev.data)
+                    await self.send_audio(job, ev.seq, ev.sample_rate, ev.data)
                 elif isinstance(ev, Sentence):
-                    await self.send_json({"type": "sentence", "seq": ev.seq, "text": ev.text})
+                    await self.send_json({"type": "sentence", "job": job, "seq": ev.seq, "text": ev.text})
                 elif isinstance(ev, SentenceEnd):
                     self.spoken += 1
-                    await self.send_json({"type": "sentence.end", "seq": ev.seq, "bytes": ev.bytes})
-            await self.send_json({"type": "done", "run_id": self.run_id, "sentences": self.spoken})
+                    await self.send_json({"type": "sentence.end", "job": job, "seq": ev.seq, "bytes": ev.bytes})
+            await self.send_json({"type": "done", "job": job, "run_id": self.run_id, "sentences": self.spoken})
         except SluicewayError as e:
             with contextlib.suppress(Exception):
                 await self.error(e)
@@ -230,6 +258,7 @@ class VoiceSession:
 
     async def cancel_job(self) -> None:
         job, self.job = self.job, None
+        self.text_q = None  # deltas after a stop start a new answer
         if job is not None and not job.done():
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

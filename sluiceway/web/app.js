@@ -348,6 +348,7 @@ async function consume(run, stream) {
       case "text":
         if (run.reasoningAt != null && msg.reasoningMs == null) msg.reasoningMs = performance.now() - run.reasoningAt;
         msg.content += ev.delta;
+        if (!run.runId) voice.text(ev.delta); // no server run to follow: the page streams the text to the voice
         break;
       case "reasoning":
         if (run.reasoningAt == null) run.reasoningAt = performance.now();
@@ -373,10 +374,12 @@ async function consume(run, stream) {
         run.view.update();
         return "stopped";
       case "error":
+        voice.textEnd();
         throw new ApiError(ev.message, 0, ev.code);
     }
     run.view.update();
   }
+  voice.textEnd();
   return "complete";
 }
 

@@ -2,8 +2,10 @@
 //
 // One WebSocket to /v1/voice per page. For each answer (a server-side run) the
 // page sends {type: "follow", run_id}; the server cuts the text into sentences
-// and sends, per sentence, {type: "sentence", seq, text}, then binary frames
-// (u32 seq, u32 sample rate, PCM s16le mono), then {type: "sentence.end"}.
+// answers {type: "started", job}, then per sentence {type: "sentence", job,
+// seq, text}, binary frames (u32 job, u32 seq, u32 sample rate, PCM s16le
+// mono) and {type: "sentence.end"}. Only the current job's audio is played:
+// after a stop, frames already on the wire are dropped.
 // Chunks are scheduled back to back on one AudioContext clock, so playback is
 // gapless and in order whatever the network does; the sentence being heard is
 // highlighted in the message (CSS Custom Highlight API) and shown as a caption.
@@ -31,10 +33,12 @@ export class Voice {
     this.nextTime = 0;
     this.sentences = new Map(); // seq → text
     this.timers = [];
+    this.job = null; // the server's job whose audio is played
+    this.awaiting = 0; // jobs asked for whose "started" has not come yet
     this.endOfSpeechMs = 800; // hands-free: this much quiet ends an utterance
     // what a test (or a curious user) can read: every chunk scheduled, every stop
     this.stats = { scheduled: [], sentencesHeard: [], stops: 0, stoppedSources: 0, played: 0, heardSpeech: 0,
-      transcripts: [], errors: [] };
+      sentences: [], done: 0, transcripts: [], errors: [] };
     window.sluicewayVoice = this;
   }
 
@@ -117,7 +121,29 @@ export class Voice {
     if (!this.enabled || !runId) return;
     this.silence();
     await this.connect();
+    this.awaiting++;
     this.send({ type: "follow", run_id: runId });
+  }
+
+  /** Speak text this page streams itself (answers not run by the server), as it arrives. */
+  text(delta) {
+    if (!this.enabled || !delta) return;
+    const first = !this.streaming;
+    if (first) {
+      this.streaming = true;
+      this.silence();
+    }
+    // one promise: the deltas go out in order once the socket is ready
+    this.connect().then(() => {
+      if (first) this.awaiting++; // the first delta starts a job on the server
+      this.send({ type: "text", delta });
+    }, (e) => this.fail(e));
+  }
+
+  textEnd() {
+    if (!this.streaming) return;
+    this.streaming = false;
+    this.connect().then(() => this.send({ type: "text.end" }), (e) => this.fail(e));
   }
 
   send(obj) {
@@ -125,7 +151,14 @@ export class Voice {
   }
 
   control(msg) {
-    if (msg.type === "sentence") this.sentences.set(msg.seq, msg.text);
+    if (msg.type === "started") {
+      if (this.awaiting > 0 && --this.awaiting === 0) this.job = msg.job; // the answer asked for last
+    } else if (msg.job !== undefined && msg.job !== this.job) {
+      return; // an earlier answer's tail
+    } else if (msg.type === "sentence") {
+      this.sentences.set(msg.seq, msg.text);
+      this.stats.sentences.push(msg.text);
+    } else if (msg.type === "done") this.stats.done++;
     else if (msg.type === "transcript") {
       this.stats.transcripts.push(msg.text || "");
       this.onTranscript(msg.text || "");
@@ -135,9 +168,10 @@ export class Voice {
 
   play(buf) {
     const view = new DataView(buf);
-    const seq = view.getUint32(0);
-    const rate = view.getUint32(4);
-    const pcm = new Int16Array(buf, 8, (buf.byteLength - 8) >> 1);
+    if (view.getUint32(0) !== this.job) return; // stopped, or an earlier answer: not to be heard
+    const seq = view.getUint32(4);
+    const rate = view.getUint32(8);
+    const pcm = new Int16Array(buf, 12, (buf.byteLength - 12) >> 1);
     if (!pcm.length) return;
     const ctx = this.audio();
     const data = new Float32Array(pcm.length);
@@ -209,6 +243,7 @@ export class Voice {
   silence() {
     const stopping = [...this.sources];
     this.sources.clear(); // first, so their "ended" events do not count as played
+    this.job = null; // frames still on the wire are dropped
     for (const src of stopping) {
       try {
         src.stop();
@@ -228,6 +263,7 @@ export class Voice {
   /** Barge-in: silence at once, and have the server stop the answer too. */
   stop() {
     this.stats.stops++;
+    this.streaming = false;
     this.silence();
     this.send({ type: "stop" });
   }
