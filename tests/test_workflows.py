@@ -324,3 +324,13 @@ def test_client_leaving_a_chained_stream_closes_the_upstream(env, make_server):
         assert next(r.iter_raw()) == b"data: One.\n\n"
     rec = env.last("wf-sentences")
     assert rec.wait_closed(10) and rec.client_closed  # through the splitter, back to the chat's upstream
+
+
+def test_terminal_outputs_merge_and_single_condition_if(env, make_server):
+    srv = serve(make_server, env, "misc.yml")
+    r = post(srv, {"workflow_id": "merged", "input": {"a": "x", "b": "y"}, "output_only": True})
+    assert r.json() == {"said": "x", "other": "y", "code": 0}
+    r = post(srv, {"workflow_id": "single-if", "input": {"word": "sunrise"}, "output_only": True})
+    assert r.json() == {"said": "bright sunrise"}
+    r = post(srv, {"workflow_id": "single-if", "input": {"word": "moon"}, "output_only": True})
+    assert r.json() == {"said": "dim moon"}
