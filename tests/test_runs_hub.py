@@ -81,6 +81,17 @@ async def test_the_memory_log_holds_the_very_events_no_json_round_trip():
     await hub.aclose()
 
 
+async def test_canonical_json_is_made_once_per_event_for_every_reader():
+    hub = Runs()
+    assert await run_one(hub, "rj", Source(BATCHES), Observer()) == Outcome.COMPLETE
+    first = [e async for entries in hub.read_json("rj") for e in entries]
+    again = [e async for entries in hub.read_json("rj", 2) for e in entries]
+    assert [decode_event(j) for _, j in first] == [ev for batch in BATCHES for ev in batch]
+    assert all(a[1] is b[1] for a, b in zip(first[2:], again, strict=True))  # the same bytes, not re-encoded
+    assert all(a is b for a, (_, b) in zip(hub.log.json("rj"), first, strict=True))  # what the trace reuses
+    await hub.aclose()
+
+
 async def test_observers_end_in_list_order_each_once_even_if_one_fails():
     heard: list[str] = []
 

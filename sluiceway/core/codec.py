@@ -12,19 +12,22 @@ import orjson
 from . import events as _events
 from .events import Event, Usage
 
+_EVENT_CLASSES: dict[str, type] = {
+    cls.type: cls for cls in vars(_events).values()
+    if isinstance(cls, type) and isinstance(getattr(cls, "type", None), str)}
+# '{"type":"<type>",' per event type, made once: encoding is on the hot path
+HEADS: dict[str, bytes] = {t: b'{"type":"' + t.encode() + b'",' for t in _EVENT_CLASSES}
+_dumps = orjson.dumps
+
 
 def encode_event(ev: Event) -> bytes:
     """Canonical event → compact JSON with its ``type`` first. orjson
     serialises the (slotted) dataclass natively; ``type`` is a ClassVar, so it
     is spliced in front."""
-    body = orjson.dumps(ev)
-    head = b'{"type":"' + ev.type.encode() + b'"'
-    return head + b"}" if body == b"{}" else head + b"," + body[1:]
-
-
-_EVENT_CLASSES: dict[str, type] = {
-    cls.type: cls for cls in vars(_events).values()
-    if isinstance(cls, type) and isinstance(getattr(cls, "type", None), str)}
+    body = _dumps(ev)
+    if body == b"{}":
+        return HEADS[ev.type][:-1] + b"}"
+    return HEADS[ev.type] + body[1:]
 
 
 def decode_event(payload: bytes) -> Event:

@@ -17,7 +17,7 @@ from ..core import BadRequest, Event, Message, RequestTooLarge, TextPart, encode
 from . import sse
 from .openai_chat import encode_error
 
-__all__ = ["PARAMS", "ChatInput", "decode_request", "encode_error", "encode_entries", "history_messages",
+__all__ = ["PARAMS", "ChatInput", "decode_request", "encode_error", "encode_entries", "encode_events", "history_messages",
            "run_frame"]
 
 PARAMS: dict[str, Any] = {"temperature": (int, float), "top_p": (int, float), "max_tokens": int, "seed": int,
@@ -79,6 +79,12 @@ def run_frame(ids: dict[str, str]) -> bytes:
     return sse.named("run", ids)
 
 
-def encode_entries(entries: list[tuple[int, Event]]) -> bytes:
-    """Run-log entries as numbered frames of canonical event JSON."""
-    return b"".join(sse.numbered(n, encode_event(ev)) for n, ev in entries)
+def encode_entries(entries: list[tuple[int, bytes]]) -> bytes:
+    """Run-log entries, already canonical event JSON (``Runs.read_json``), as
+    numbered frames (``sse.numbered``, inlined: this is the hot path)."""
+    return b"".join([b"id: %d\ndata: %s\n\n" % e for e in entries])
+
+
+def encode_events(entries: list[tuple[int, Event]]) -> bytes:
+    """The same from ``Event`` entries."""
+    return encode_entries([(n, encode_event(ev)) for n, ev in entries])

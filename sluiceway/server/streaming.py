@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..core import Error, Event, SluicewayError
 from ..engine.router import Opened
-from ..engine.runs import Entry, Observer, Outcome, Runs, batch_all, end_all
+from ..engine.runs import Observer, Outcome, Runs, batch_all, end_all
 from ..protocols import sse
 
 log = logging.getLogger("sluiceway.stream")
@@ -189,17 +189,20 @@ def stall_guarded(send: Send, timeout: float) -> Send:
 class RunSSE:
     """One run's log over SSE: the entries after ``after`` (replay), then the
     live tail, each read rendered to bytes by ``render``. Ends when the log
-    ends or ``finished()`` says the rendering is complete. ``on_disconnect``
+    ends or ``finished()`` says the rendering is complete. With ``json`` the
+    entries come as canonical event JSON (``Runs.read_json``). ``on_disconnect``
     runs if the client leaves first, ``on_delivered`` once it has had the
     whole answer."""
 
-    def __init__(self, runs: Runs, run_id: str, render: Callable[[list[Entry]], bytes], *,
-                 after: int = 0, first: bytes = b"", keepalive: float, stall_timeout: float = 60.0,
+    def __init__(self, runs: Runs, run_id: str, render: Callable[[list[Any]], bytes], *,
+                 after: int = 0, first: bytes = b"", json: bool = False, keepalive: float,
+                 stall_timeout: float = 60.0,
                  headers: list[tuple[bytes, bytes]] | None = None,
                  finished: Callable[[], bool] | None = None,
                  on_disconnect: Callable[[], Awaitable[Any]] | None = None,
                  on_delivered: Callable[[], Awaitable[Any]] | None = None) -> None:
         self.runs, self.run_id, self.render, self.after, self.first = runs, run_id, render, after, first
+        self.read = runs.read_json if json else runs.read
         self.keepalive, self.stall_timeout = keepalive, stall_timeout
         self.headers = sse.HEADERS + (headers or [])
         self.finished = finished
@@ -225,7 +228,7 @@ class RunSSE:
     async def _pump(self, send: Send) -> None:
         if self.first:
             await send({"type": "http.response.body", "body": self.first, "more_body": True})
-        async for entries in self.runs.read(self.run_id, self.after, heartbeat=self.keepalive or None):
+        async for entries in self.read(self.run_id, self.after, heartbeat=self.keepalive or None):
             body = self.render(entries) if entries else sse.KEEPALIVE
             if body:
                 await send({"type": "http.response.body", "body": body, "more_body": True})

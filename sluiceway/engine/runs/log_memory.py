@@ -1,5 +1,8 @@
 """The in-process run log: each run's ``Event`` objects in order, numbered
-1, 2, 3… (the number is the SSE ``id``). Nothing is serialised here."""
+1, 2, 3… (the number is the SSE ``id``). Nothing is serialised to pass
+events on; a run's canonical JSON (for the session-chat wire and the debug
+trace) is made on first demand and kept, so each event is encoded at most
+once however many readers want it."""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ...core import Event
+from ...core import Event, encode_event
 
 Entry = tuple[int, Event]  # (sequence number, event)
+JsonEntry = tuple[int, bytes]  # (sequence number, the event's canonical JSON)
 
 
 class RunLog(Protocol):
@@ -21,6 +25,15 @@ class RunLog(Protocol):
     def read(self, run_id: str, after: int, *, heartbeat: float | None = None) -> AsyncIterator[list[Entry]]:
         """Entries after ``after``, then the live tail, ending after the
         terminal entry; an empty list after ``heartbeat`` seconds of silence."""
+        ...
+
+    def read_json(self, run_id: str, after: int, *,
+                  heartbeat: float | None = None) -> AsyncIterator[list[JsonEntry]]:
+        """``read``, each event as its canonical JSON."""
+        ...
+
+    def json(self, run_id: str) -> list[bytes]:
+        """The canonical JSON of a run's events so far, when this process has them."""
         ...
 
     async def meta(self, run_id: str) -> dict[str, Any] | None: ...
@@ -51,6 +64,7 @@ class RunLog(Protocol):
 class _MemRun:
     meta: dict[str, Any]
     entries: list[Event] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)  # JSON of entries[:len(encoded)], made on demand
     ended: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -101,6 +115,21 @@ class MemoryRunLog:
             except TimeoutError:
                 yield []
 
+    async def read_json(self, run_id: str, after: int, *,
+                        heartbeat: float | None = None) -> AsyncIterator[list[JsonEntry]]:
+        r = self._runs.get(run_id)
+        async for entries in self.read(run_id, after, heartbeat=heartbeat):
+            if not entries:
+                yield []
+                continue
+            enc = _encoded(r, entries[-1][0]) if r is not None else None
+            yield ([(n, enc[n - 1]) for n, _ in entries] if enc is not None
+                   else [(n, encode_event(ev)) for n, ev in entries])
+
+    def json(self, run_id: str) -> list[bytes]:
+        r = self._runs.get(run_id)
+        return [] if r is None else list(_encoded(r, len(r.entries)))
+
     def has(self, run_id: str) -> bool:
         return run_id in self._runs
 
@@ -150,3 +179,11 @@ class MemoryRunLog:
         self._runs.clear()
         self._aliases.clear()
         self._alias_of.clear()
+
+
+def _encoded(r: _MemRun, upto: int) -> list[bytes]:
+    """The run's JSON list, made to cover its first ``upto`` events."""
+    enc = r.encoded
+    if len(enc) < upto:
+        enc.extend([encode_event(ev) for ev in r.entries[len(enc):upto]])
+    return enc

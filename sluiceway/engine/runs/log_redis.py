@@ -39,7 +39,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from ...core import Event, decode_event, encode_event
-from .log_memory import Entry, MemoryRunLog
+from .log_memory import Entry, JsonEntry, MemoryRunLog
 
 log = logging.getLogger("sluiceway.runs")
 
@@ -171,9 +171,23 @@ class RedisRunLog:
     def read(self, run_id: str, after: int, *, heartbeat: float | None = None) -> AsyncIterator[list[Entry]]:
         if self.local.has(run_id):
             return self.local.read(run_id, after, heartbeat=heartbeat)
-        return self._read_redis(run_id, after, heartbeat)
+        return self._decoded(self._read_redis(run_id, after, heartbeat))
 
-    async def _read_redis(self, run_id: str, after: int, heartbeat: float | None) -> AsyncIterator[list[Entry]]:
+    def read_json(self, run_id: str, after: int, *,
+                  heartbeat: float | None = None) -> AsyncIterator[list[JsonEntry]]:
+        if self.local.has(run_id):
+            return self.local.read_json(run_id, after, heartbeat=heartbeat)
+        return self._read_redis(run_id, after, heartbeat)  # already JSON: passed on as it is
+
+    def json(self, run_id: str) -> list[bytes]:
+        return self.local.json(run_id)
+
+    @staticmethod
+    async def _decoded(entries: AsyncIterator[list[JsonEntry]]) -> AsyncIterator[list[Entry]]:
+        async for batch in entries:
+            yield [(n, decode_event(payload)) for n, payload in batch]
+
+    async def _read_redis(self, run_id: str, after: int, heartbeat: float | None) -> AsyncIterator[list[JsonEntry]]:
         if not await self.redis.exists(self._key(run_id, ":meta")):
             return
         key = self._key(run_id)
@@ -197,13 +211,13 @@ class RedisRunLog:
                     continue
             quiet_since = loop.time()
             entries = got[0][1]
-            out: list[Entry] = []
+            out: list[JsonEntry] = []
             ended = False
             for _, fields in entries:
                 if fields[b"d"]:
                     for i, payload in enumerate(fields[b"d"].split(b"\n"), int(fields[b"s"])):
                         if i > seen:
-                            out.append((i, decode_event(payload)))
+                            out.append((i, payload))
                             seen = i
                 ended = ended or b"end" in fields
             last = entries[-1][0].decode()

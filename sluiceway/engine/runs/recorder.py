@@ -19,6 +19,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -71,6 +72,9 @@ class Recorder:
         self.interval = checkpoint_interval
         self.trace = trace
         self.opened: Any = None  # set by the run's opener: which deployment answered
+        # the run log's canonical JSON so far (the events seen, but for the terminal one): when the
+        # session-chat readers have encoded them already, the trace reuses that instead of encoding again
+        self.log_json: Callable[[], list[bytes]] | None = None
         if trace and req.wire is None:
             req.wire = WireTrace()  # the providers record the raw exchange into it
         self.t0 = time.monotonic()
@@ -137,10 +141,15 @@ class Recorder:
         if self.trace and saved:  # (not saved: the session was deleted meanwhile)
             await self.store.save_trace(self.message_id, kind="canonical-events",
                                         request=request_trace(self.req, self.opened),
-                                        response=orjson.Fragment(
-                                            b"[" + b",".join(encode_event(ev) for ev in self.events) + b"]"))
+                                        response=orjson.Fragment(b"[" + b",".join(self._events_json()) + b"]"))
 
     # ------------------------------------------------------------- helpers
+    def _events_json(self) -> list[bytes]:
+        shared = self.log_json() if self.log_json is not None else []
+        if len(shared) > len(self.events):  # not this run's log after all: encode our own
+            shared = []
+        return [*shared, *[encode_event(ev) for ev in self.events[len(shared):]]]
+
     def parts(self) -> list[dict[str, Any]]:
         c = self.acc.result()
         parts: list[dict[str, Any]] = []

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ...core import TERMINAL_TYPES, Abort, Event, SluicewayError
-from .log_memory import Entry, MemoryRunLog, RunLog
+from .log_memory import Entry, JsonEntry, MemoryRunLog, RunLog
 from .observers import Observer, Outcome, batch_all, end_all, outcome_of
 
 log = logging.getLogger("sluiceway.runs")
@@ -90,6 +90,11 @@ class Runs:
 
     def read(self, run_id: str, after: int = 0, *, heartbeat: float | None = None) -> AsyncIterator[list[Entry]]:
         return self.log.read(run_id, after, heartbeat=heartbeat)
+
+    def read_json(self, run_id: str, after: int = 0, *,
+                  heartbeat: float | None = None) -> AsyncIterator[list[JsonEntry]]:
+        """``read`` with each event as its canonical JSON (made once per event, for every reader)."""
+        return self.log.read_json(run_id, after, heartbeat=heartbeat)
 
     async def exists(self, run_id: str) -> bool:
         return run_id in self.active or await self.log.meta(run_id) is not None
