@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -273,3 +274,32 @@ def test_workflow_through_the_ai_sdk(env, make_server):
     msg = out["ui"]["message"]
     assert out["ui"]["errors"] == [] and [p["text"] for p in msg["parts"] if p["type"] == "text"] == \
         ["Hello, world!\nBye now."]
+
+
+def test_serve_with_workflows_flag(tmp_path):
+    from .upstream import free_port
+
+    cfg = tmp_path / "sluiceway.yaml"
+    cfg.write_text(f"embedded: false\nstore: {{url: 'sqlite+aiosqlite:///{tmp_path}/s.db'}}\n")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "sluiceway.cli", "serve", "--config", str(cfg), "--port", str(port),
+                             "--workflows", str(HERE / "grade.yml"), "--workflows", str(HERE / "greet.yml"),
+                             "--log-level", "warning"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        line = proc.stdout.readline()  # the server prints its address once it is configured
+        assert "sluiceway:" in line, line
+        for _ in range(600):  # until it listens (or exits)
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/workflows", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.05)
+        assert sorted(w["workflow_id"] for w in r.json()) == ["grade", "greet"]
+        r = httpx.post(f"http://127.0.0.1:{port}/api/workflows/runs", timeout=30,
+                       json={"workflow_id": "greet", "input": {"lang": "de", "name": "Ute"}, "output_only": True})
+        assert r.json() == {"language": "German", "rendered": "[German] Hallo, Ute!"}
+    finally:
+        proc.terminate()
+        proc.wait(20)
