@@ -202,3 +202,37 @@ def test_session_errors_and_guards(make_server, tmp_path):
 
     with pytest.raises(InvalidStatus), connect(ws_url(srv), origin="http://evil.example"):
         pass  # another site's page may not open the session
+
+
+def test_a_chat_turn_can_ask_for_speech_alongside_the_text(srv, upstream):
+    import base64
+
+    upstream.add("v-chat", chat_text_stream([s + " " for s in SENTENCES[:3]], delay=0.01))
+    frames = []
+    with httpx.stream("POST", f"{srv.url}/v1/voice/chat?voice=nova", json={"message": "hi", "model": "up/v-chat"},
+                      timeout=30) as r:
+        assert r.status_code == 200 and r.headers["x-run-id"]
+        block: dict[str, str] = {}
+        for line in r.iter_lines():
+            if line == "":
+                if block:
+                    frames.append(block)
+                block = {}
+            elif not line.startswith(":"):
+                k, _, v = line.partition(": ")
+                block[k] = v
+    assert frames[0]["event"] == "run"
+    text_events = [(int(f["id"]), json.loads(f["data"])) for f in frames if "id" in f]
+    speech = [json.loads(f["data"]) for f in frames if f.get("event") == "speech"]
+    assert [n for n, _ in text_events] == list(range(1, len(text_events) + 1))  # numbered as on /chat/stream
+    assert "".join(e.get("delta", "") for _, e in text_events if e["type"] == "text-delta") == \
+        "".join(s + " " for s in SENTENCES[:3])
+    assert text_events[-1][1]["type"] == "finish"
+    assert [e["text"] for e in speech if e["type"] == "speech.sentence"] == SENTENCES[:3]
+    for seq in range(3):
+        pcm = b"".join(base64.b64decode(e["audio"]) for e in speech
+                       if e["type"] == "speech.audio.delta" and e["seq"] == seq)
+        assert len(pcm) > 22050
+    assert speech[-1] == {"type": "speech.audio.done", "sentences": 3}
+    bad = httpx.post(f"{srv.url}/v1/voice/chat?model=nope", json={"message": "hi", "model": "up/v-chat"})
+    assert bad.status_code == 404

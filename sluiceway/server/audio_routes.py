@@ -11,12 +11,16 @@
 - ``GET /v1/voice/runs/{run_id}``: a chat run's answer spoken while it is
   written, as SSE: ``speech.sentence`` (seq, text), ``speech.audio.delta``
   (seq, base64 PCM s16le), ``speech.sentence.done``, then ``speech.audio.done``.
+- ``POST /v1/voice/chat``: ``/chat/stream`` (same body, same numbered frames)
+  with those speech events alongside, as ``event: speech`` frames.
   The WebSocket session (``voice_ws.py``) is the same with barge-in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,7 +37,7 @@ from ..providers.speech import FORMATS, MEDIA_TYPES
 from ..providers.speech.espeak import OPENAI_RATE, resample_stream
 from .errors import json_response
 from .requests import read_json
-from .schemas import SSE, body, obj, ok, openai_err, s
+from .schemas import SSE, body, obj, ok, openai_err, ref, s
 from .table import Op, path, query, to_routes
 
 log = logging.getLogger("sluiceway.audio")
@@ -183,13 +187,8 @@ def runs_of(state: Any) -> Any:
     return runs
 
 
-async def voice_run(request: Request) -> Response:
-    """Speak a chat run's answer while it is written (SSE, base64 PCM)."""
-    state = request.app.state.sluiceway
-    runs = runs_of(state)
-    run_id = request.path_params["run_id"]
-    if not await runs.exists(run_id):
-        raise NotFound(f"run {run_id!r} is not active and its log has expired", code="run_not_found")
+def _spoken_run(request: Request, runs: Any, run_id: str) -> AsyncIterator[Any]:
+    """The voice events of a run, with ``model``, ``voice``, ``speed`` from the query."""
     svc = speech_service(request)
     model = request.query_params.get("model") or None
     target = svc.speaker(model)
@@ -203,28 +202,90 @@ async def voice_run(request: Request) -> Response:
     if not 0.25 <= speed <= 4.0:
         raise BadRequest("'speed' must be between 0.25 and 4.0", param="speed")
     texts = pieces(run_text(runs.read(run_id, 0)), chunker_for(svc.config.chunker))
-    events = speak(texts, target.provider, voice=voice, speed=speed, model=target.model)
-    return StreamingResponse(_voice_sse(events), media_type=SSE, headers=SSE_HEADERS)
+    return speak(texts, target.provider, voice=voice, speed=speed, model=target.model)
+
+
+async def voice_run(request: Request) -> Response:
+    """Speak a chat run's answer while it is written (SSE, base64 PCM)."""
+    runs = runs_of(request.app.state.sluiceway)
+    run_id = request.path_params["run_id"]
+    if not await runs.exists(run_id):
+        raise NotFound(f"run {run_id!r} is not active and its log has expired", code="run_not_found")
+    return StreamingResponse(_voice_sse(_spoken_run(request, runs, run_id)), media_type=SSE, headers=SSE_HEADERS)
+
+
+def _speech_frame(ev: Any) -> bytes:
+    if isinstance(ev, Audio):
+        return sse_frame({"type": "speech.audio.delta", "seq": ev.seq, "sample_rate": ev.sample_rate,
+                          "audio": base64.b64encode(ev.data).decode()})
+    if isinstance(ev, Sentence):
+        return sse_frame({"type": "speech.sentence", "seq": ev.seq, "text": ev.text})
+    return sse_frame({"type": "speech.sentence.done", "seq": ev.seq, "bytes": ev.bytes})
 
 
 async def _voice_sse(events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     count = 0
     try:
         async for ev in events:
-            if isinstance(ev, Audio):
-                yield sse_frame({"type": "speech.audio.delta", "seq": ev.seq, "sample_rate": ev.sample_rate,
-                                 "audio": base64.b64encode(ev.data).decode()})
-            elif isinstance(ev, Sentence):
-                yield sse_frame({"type": "speech.sentence", "seq": ev.seq, "text": ev.text})
-            elif isinstance(ev, SentenceEnd):
-                count += 1
-                yield sse_frame({"type": "speech.sentence.done", "seq": ev.seq, "bytes": ev.bytes})
+            count += isinstance(ev, SentenceEnd)
+            yield _speech_frame(ev)
     except SluicewayError as e:
         yield sse_frame({"type": "error", "error": {"code": e.code, "message": e.message}})
         return
     finally:
         await events.aclose()  # type: ignore[attr-defined]
     yield sse_frame({"type": "speech.audio.done", "sentences": count})
+
+
+async def voice_chat(request: Request) -> Response:
+    """Session chat with its answer spoken: ``/chat/stream``'s body and frames, plus speech events."""
+    from ..protocols import session_chat
+    from .chat_routes import start_chat
+
+    state = request.app.state.sluiceway
+    runs = runs_of(state)
+    speech_service(request).speaker(request.query_params.get("model") or None)  # a bad voice: 4xx, nothing stored
+    started = await start_chat(request)
+    try:
+        spoken = _spoken_run(request, runs, started.run_id)
+    except SluicewayError:
+        await runs.stop(started.run_id, "bad speech parameters")
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        """The run's numbered frames and ``event: speech`` frames, merged as they come."""
+        q: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def text() -> None:
+            async for batch in runs.read(started.run_id, 0):
+                q.put_nowait(session_chat.encode_events(batch))
+
+        async def voice() -> None:
+            async for frame in _voice_sse(spoken):
+                q.put_nowait(b"event: speech\n" + frame)
+
+        async def both() -> None:
+            try:
+                await asyncio.gather(text(), voice())
+            finally:
+                q.put_nowait(None)
+
+        task = asyncio.create_task(both(), name=f"voice-chat-{started.run_id}")
+        ended = False
+        try:
+            yield session_chat.run_frame(started.ids())
+            while (chunk := await q.get()) is not None:
+                yield chunk
+            ended = True
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            if not ended and runs.disconnect == "cancel":  # the client left: as /chat/stream does
+                await runs.stop(started.run_id, "disconnect")
+
+    headers = {k.decode(): v.decode() for k, v in started.headers()}
+    return StreamingResponse(body(), media_type=SSE, headers={**SSE_HEADERS, **headers})
 
 
 # ------------------------------------------------------------------ table
@@ -253,6 +314,10 @@ def ops() -> list[Op]:
         Op("POST", "/v1/audio/transcriptions", audio_transcriptions, "Speech to text (OpenAI audio.transcriptions)",
            "audio", "audioTranscriptions", {"200": ok(obj({"text": s()}, ("text",))), **openai_err},
            body=TRANSCRIBE_BODY),
+        Op("POST", "/v1/voice/chat", voice_chat, "Session chat with the answer spoken (SSE: run frames + speech)",
+           "audio", "voiceChat", {"200": ok(stream=True), **openai_err}, body=body(ref("SessionChatRequest")),
+           params=(query("model", s()), query("voice", s()),
+                   query("speed", {"type": "number", "minimum": 0.25, "maximum": 4.0}))),
         Op("GET", "/v1/voice/runs/{run_id}", voice_run, "A chat run's answer spoken while it is written (SSE)",
            "audio", "voiceRun", {"200": ok(stream=True), **openai_err},
            params=(path("run_id"), query("model", s()), query("voice", s()),
