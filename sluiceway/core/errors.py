@@ -106,7 +106,23 @@ def error_from_status(status: int, message: str, *, retry_after: float | None = 
     return UpstreamError(message, provider=provider)
 
 
+def from_event(ev: Error) -> SluicewayError:
+    """The typed error an ``error`` event stands for: the inverse of ``to_event``,
+    keeping our own status and code (``error_from_status`` maps an *upstream's*
+    status, so using it here turned our 502 into a 503)."""
+    cls = _BY_STATUS.get(ev.status, SluicewayError)
+    err = cls(ev.message, status=ev.status, code=ev.code)
+    err.retryable = ev.retryable
+    return err
+
+
 def as_sluiceway_error(exc: BaseException) -> SluicewayError:
     if isinstance(exc, SluicewayError):
         return exc
     return UpstreamError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+_BY_STATUS: dict[int, type[SluicewayError]] = {
+    400: BadRequest, 401: AuthError, 403: PermissionDenied, 404: NotFound, 413: RequestTooLarge,
+    429: RateLimited, 502: UpstreamError, 503: UpstreamUnavailable, 504: Timeout,
+}

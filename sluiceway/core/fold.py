@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 
-from .errors import SluicewayError, error_from_status
+from .errors import SluicewayError, from_event
 from .events import Event, FinishReason, Usage
 
 
@@ -100,9 +100,7 @@ class Accumulator:
             elif t == "finish":
                 c.finish_reason, c.raw_finish_reason, c.usage = ev.reason, ev.raw_reason, ev.usage
             elif t == "error":
-                err = error_from_status(ev.status, ev.message)
-                err.code = ev.code
-                c.error = err
+                c.error = from_event(ev)
                 c.finish_reason = "error"
             elif t == "abort":
                 c.aborted = True

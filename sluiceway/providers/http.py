@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ import aiohttp
 import orjson
 
 from ..core import Deadlines, SluicewayError, Timeout, UpstreamUnavailable, WireTrace, error_from_status
+
+log = logging.getLogger("sluiceway.http")
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -140,8 +143,10 @@ class DeadlineReader:
                 "idle" if self._first else "first-token")
             raise Timeout(f"{self._provider}: upstream {kind} timeout", provider=self._provider) from None
         except aiohttp.ClientPayloadError as e:
-            raise UpstreamUnavailable(f"{self._provider}: upstream connection broke: {e}",
-                                      provider=self._provider) from None
+            # the library's wording ("<TransferEncodingError: 400, ...>") means nothing to a client
+            log.info("%s: upstream body incomplete: %s", self._provider, e)
+            raise UpstreamUnavailable(f"{self._provider}: the upstream connection broke before the answer "
+                                      "was complete", provider=self._provider) from None
         except (aiohttp.ClientConnectionError, ConnectionError) as e:
             raise UpstreamUnavailable(f"{self._provider}: upstream connection lost: {type(e).__name__}",
                                       provider=self._provider) from None
