@@ -236,3 +236,35 @@ def test_a_chat_turn_can_ask_for_speech_alongside_the_text(srv, upstream):
     assert speech[-1] == {"type": "speech.audio.done", "sentences": 3}
     bad = httpx.post(f"{srv.url}/v1/voice/chat?model=nope", json={"message": "hi", "model": "up/v-chat"})
     assert bad.status_code == 404
+
+
+def test_only_the_key_that_started_a_run_may_hear_or_stop_it(make_server, upstream, tmp_path):
+    admin = "admin-for-voice"
+    srv = make_server(store={"url": f"sqlite+aiosqlite:///{tmp_path}/own.db"}, server={"admin_key": admin})
+    keys = []
+    for _ in range(2):
+        r = httpx.post(f"{srv.url}/admin/keys", json={"name": "v"}, headers={"authorization": f"Bearer {admin}"})
+        assert r.status_code == 201, r.text
+        keys.append(r.json()["key"])
+    upstream.add("v-own", [sse(chat_chunk({"role": "assistant", "content": ""})),
+                           sse(chat_chunk({"content": "Private words for one key only. "})), HANG])
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "x", "model": "up/v-own"},
+                      headers={"authorization": f"Bearer {keys[0]}"}, timeout=10) as r:
+        run = next(json.loads(ln[6:]) for ln in r.iter_lines() if ln.startswith("data: "))
+    other = {"authorization": f"Bearer {keys[1]}"}
+    assert httpx.get(f"{srv.url}/v1/voice/runs/{run['run_id']}", headers=other).status_code == 404
+    with connect(ws_url(srv)) as ws:
+        ws.send(json.dumps({"type": "hello", "api_key": keys[1]}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        ws.send(json.dumps({"type": "follow", "run_id": run["run_id"]}))
+        assert json.loads(ws.recv(timeout=10))["status"] == 404
+    with connect(ws_url(srv)) as ws:
+        ws.send(json.dumps({"type": "hello", "api_key": keys[0]}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        ws.send(json.dumps({"type": "follow", "run_id": run["run_id"]}))
+        assert [m["text"] for m in collect(ws, "sentence.end") if isinstance(m, dict) and m["type"] == "sentence"] \
+            == ["Private words for one key only."]
+        ws.send(json.dumps({"type": "stop"}))
+        stopped = next(d for d in (json.loads(m) for m in iter(lambda: ws.recv(timeout=10), None)
+                                   if isinstance(m, str)) if d["type"] == "stopped")
+        assert stopped["run_stopped"] is True

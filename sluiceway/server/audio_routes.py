@@ -35,6 +35,7 @@ from ..engine.voice.pipeline import Audio, Sentence, SentenceEnd, chunker_for, p
 from ..engine.voice.service import SpeechService
 from ..providers.speech import FORMATS, MEDIA_TYPES
 from ..providers.speech.espeak import OPENAI_RATE, resample_stream
+from .auth import owner
 from .errors import json_response
 from .requests import read_json
 from .schemas import SSE, body, obj, ok, openai_err, ref, s
@@ -180,6 +181,16 @@ async def audio_transcriptions(request: Request) -> Response:
 
 
 # ------------------------------------------------------ a run, spoken (SSE)
+async def check_run(runs: Any, run_id: str, owner_filter: Any) -> None:
+    """404 unless the run exists and belongs to the caller's key (another key's run is a 404, as a missing one)."""
+    from ..store import owns
+
+    meta = await runs.log.meta(run_id)
+    if meta is None and not await runs.exists(run_id) or meta is not None and not owns(owner_filter,
+                                                                                       meta.get("owner")):
+        raise NotFound(f"run {run_id!r} is not active and its log has expired", code="run_not_found")
+
+
 def runs_of(state: Any) -> Any:
     runs = getattr(state, "runs", None) or getattr(state, "hub", None)
     if runs is None:
@@ -209,8 +220,7 @@ async def voice_run(request: Request) -> Response:
     """Speak a chat run's answer while it is written (SSE, base64 PCM)."""
     runs = runs_of(request.app.state.sluiceway)
     run_id = request.path_params["run_id"]
-    if not await runs.exists(run_id):
-        raise NotFound(f"run {run_id!r} is not active and its log has expired", code="run_not_found")
+    await check_run(runs, run_id, owner(request))
     return StreamingResponse(_voice_sse(_spoken_run(request, runs, run_id)), media_type=SSE, headers=SSE_HEADERS)
 
 

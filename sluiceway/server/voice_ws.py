@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..core import BadRequest, NotFound, SluicewayError
+from ..core import BadRequest, SluicewayError
 from ..engine.voice.pipeline import (
     Audio,
     Sentence,
@@ -54,7 +54,7 @@ from ..engine.voice.pipeline import (
 )
 from ..providers.speech.audio import to_mono_rate
 from ..providers.speech.base import wav_header
-from .audio_routes import runs_of, speech_service
+from .audio_routes import check_run, runs_of, speech_service
 from .auth import authenticate
 
 log = logging.getLogger("sluiceway.voice")
@@ -174,8 +174,7 @@ class VoiceSession:
             if not isinstance(run_id, str) or not run_id:
                 raise BadRequest("'run_id' is required", param="run_id")
             runs = runs_of(self.state)
-            if not await runs.exists(run_id):
-                raise NotFound(f"run {run_id!r} is not active", code="run_not_found")
+            await check_run(runs, run_id, self.principal.owner)  # only the key that started it may follow or stop it
             self._settings(doc)
             await self.start(pieces(run_text(runs.read(run_id, 0)), chunker_for(self.svc.config.chunker)), run_id)
         elif kind == "speak":
