@@ -34,6 +34,7 @@ def serve(args: argparse.Namespace) -> int:
     from .engine.gateway import Gateway
     from .server.app import create_app
     from .server.guards import guarded_protocol
+    from .server.streaming import drain_streams
 
     cfg = _config(args)
     from .engine.tracing import setup_tracing
@@ -52,11 +53,15 @@ def serve(args: argparse.Namespace) -> int:
             # Start winding runs down at the signal, not after uvicorn's drain:
             # clients attached to a run see it end within runs.shutdown_grace
             # instead of holding the drain for its whole timeout.
-            runs = app.state.sluiceway.runs
-            stopping = asyncio.ensure_future(runs.stop_runs()) if runs is not None else None
+            # Direct streams (/v1, /v1/messages, plain SSE) likewise end within that
+            # grace with their protocol's error frame, not cut at the drain timeout.
+            state = app.state.sluiceway
+            runs = state.runs
+            stopping = [asyncio.ensure_future(drain_streams(state.streams, cfg.runs.shutdown_grace))]
+            if runs is not None:
+                stopping.append(asyncio.ensure_future(runs.stop_runs()))
             await super().shutdown(sockets)
-            if stopping is not None:
-                await stopping
+            await asyncio.gather(*stopping)
 
     # log_config=None: uvicorn's loggers go through our handler (request ids, JSON)
     Server(uvicorn.Config(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..engine.config import Config
 from ..engine.gateway import Gateway
@@ -19,6 +19,8 @@ class AppState:
     gateway: Gateway
     store: Store | None = None  # opened in the lifespan (engine.runs.open_runs)
     runs: Runs | None = None
+    # direct (non-run) SSE streams in flight, for graceful shutdown (streaming.drain_streams)
+    streams: set[Any] = field(default_factory=set)
 
     @property
     def api_keys(self) -> list[str]:

@@ -77,6 +77,9 @@ class SSEResponse:
         self.stall_timeout = stall_timeout
         self.headers = sse.HEADERS + (headers or [])
         self.observers = observers or []
+        self._live: set[Any] | None = None  # the app's streams in flight (graceful shutdown)
+        self._task: asyncio.Task[Any] | None = None
+        self._shutdown = False
         self._last = 0.0  # when the last write was handed to the server
         self._blocked = 0.0  # when the current write started waiting for the client (0: not waiting)
         self._stalled = False
@@ -84,6 +87,8 @@ class SSEResponse:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         outcome = Outcome.COMPLETE  # (an error event is the observers' to see)
+        app = scope.get("app")
+        self._live = getattr(getattr(getattr(app, "state", None), "sluiceway", None), "streams", None)
         try:
             await until_disconnect(receive, self._pump(send))
         except ClientGone:
@@ -102,17 +107,28 @@ class SSEResponse:
         loop = asyncio.get_running_loop()
         enc, obs = self.encoder, self.observers
         self._last = loop.time()
-        watch = asyncio.ensure_future(self._watchdog(send, asyncio.current_task())) \
+        me = self._task = asyncio.current_task()
+        watch = asyncio.ensure_future(self._watchdog(send, me)) \
             if self.keepalive > 0 or self.stall_timeout > 0 else None
+        if self._live is not None:
+            self._live.add(self)
         try:
             await self._relay(send, loop, enc, obs)
         except asyncio.CancelledError:
-            if not self._stalled:
+            if self._shutdown:  # the server is stopping: end in the protocol's own terms
+                me.uncancel()  # type: ignore[union-attr]
+                ev: list[Event] = [Error("server_shutdown", "the server is shutting down; retry", True, 503)]
+                batch_all(obs, ev)
+                await self._write(send, enc.feed(ev), loop)
+            elif not self._stalled:
                 raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            log.warning("client stopped reading for %.0fs; dropped and upstream closed", self.stall_timeout)
-            return
+            else:
+                me.uncancel()  # type: ignore[union-attr]
+                log.warning("client stopped reading for %.0fs; dropped and upstream closed", self.stall_timeout)
+                return
         finally:
+            if self._live is not None:
+                self._live.discard(self)
             if watch is not None:
                 watch.cancel()
             await self.opened.aclose()
@@ -243,3 +259,17 @@ def replay(runs: Runs, run_id: str, encoder: Encoder, **kw: Any) -> RunSSE:
     holds events, so nothing is decoded."""
     return RunSSE(runs, run_id, lambda entries: encoder.feed([ev for _, ev in entries]),
                   finished=lambda: encoder.done, **kw)
+
+
+async def drain_streams(streams: set[Any], grace: float) -> None:
+    """Graceful shutdown of direct streams: let them finish for ``grace``
+    seconds, then end each with its protocol's error frame (code
+    ``server_shutdown``, retryable) so clients learn why and may retry,
+    instead of having the connection cut at uvicorn's drain timeout."""
+    tasks = [s._task for s in streams if s._task is not None]
+    if tasks and grace > 0:
+        await asyncio.wait(tasks, timeout=grace)
+    for stream in list(streams):
+        stream._shutdown = True
+        if stream._task is not None:
+            stream._task.cancel()
