@@ -334,3 +334,19 @@ def test_terminal_outputs_merge_and_single_condition_if(env, make_server):
     assert r.json() == {"said": "bright sunrise"}
     r = post(srv, {"workflow_id": "single-if", "input": {"word": "moon"}, "output_only": True})
     assert r.json() == {"said": "dim moon"}
+
+
+def test_a_key_limited_to_some_models_runs_only_those_workflows(env, make_server):
+    srv = make_server(make_config(env, workflows=[str(HERE / "grade.yml"), str(HERE / "greet.yml")],
+                                  server={"admin_key": "adm"}))
+    made = httpx.post(srv.url + "/admin/keys", json={"name": "graders", "models": ["workflow/grade"]},
+                      headers={"authorization": "Bearer adm"})
+    assert made.status_code == 201, made.text
+    key = {"authorization": f"Bearer {made.json()['key']}"}
+    r = httpx.post(srv.url + RUNS, json={"workflow_id": "grade", "input": {"score": 70}, "output_only": True},
+                   headers=key)
+    assert r.json()["grade"] == "mid"
+    r = httpx.post(srv.url + RUNS, json={"workflow_id": "greet", "input": {"lang": "fr", "name": "A"}}, headers=key)
+    assert (r.status_code, r.json()) == (403, {"detail": "This API key may not use workflow/greet."})
+    r = httpx.post(srv.url + "/api/v1/run/greet", json={"input_value": "x"}, headers=key)
+    assert r.status_code == 403

@@ -24,7 +24,16 @@ from starlette.responses import Response
 from ..engine.workflows import LiveStream, Task, Workflows
 from ..engine.workflows.provider import chat_input_name
 from .auth import authenticate
-from .workflow_routes import Detail, EventStream, detail_errors, flag, read_body, respond, workflows_for
+from .workflow_routes import (
+    Detail,
+    EventStream,
+    check_allowed,
+    detail_errors,
+    flag,
+    read_body,
+    respond,
+    workflows_for,
+)
 
 
 class LangflowRun:
@@ -124,13 +133,14 @@ def _lf_runs(request: Request) -> dict[str, LangflowRun]:
 @detail_errors
 async def langflow_run(request: Request) -> Response:
     """Run a workflow, Langflow style; ?stream=true streams add_message/token/end/error events"""
-    await authenticate(request)
+    principal = await authenticate(request)
     body = await read_body(request) if await request.body() else {}
     wfs = workflows_for(request)
     wid = request.path_params["workflow_id"]
     found = wfs.resolve(wid)
     if found is None:
         raise Detail(404, f"Flow identifier {wid} not found")
+    check_allowed(principal, found[1].id)
     value = body.get("input_value")
     if value is not None and not isinstance(value, str):
         raise Detail(422, "input_value must be a string")

@@ -58,6 +58,13 @@ def detail_errors(fn):
     return route
 
 
+def check_allowed(principal: object, workflow_id: str) -> None:
+    """A virtual key limited to some models runs only the workflows among them (``workflow/<id>``)."""
+    allows = getattr(principal, "allows", None)
+    if allows is not None and not allows(f"workflow/{workflow_id}"):
+        raise Detail(403, f"This API key may not use workflow/{workflow_id}.")
+
+
 def workflows_for(request: Request) -> Workflows:
     wf = workflows_of(request.app.state.sluiceway.gateway)
     if wf is None:
@@ -118,7 +125,7 @@ async def workflow_schema(request: Request) -> Response:
 @detail_errors
 async def run_workflow(request: Request) -> Response:
     """Run a workflow (model-compose's POST /api/workflows/runs)"""
-    await authenticate(request)
+    principal = await authenticate(request)
     body = await read_body(request)
     wait = flag(body.get("wait_for_completion"), "wait_for_completion", True)
     output_only = flag(body.get("output_only"), "output_only", False)
@@ -126,8 +133,10 @@ async def run_workflow(request: Request) -> Response:
     wid = body.get("workflow_id")
     if wid is not None and not isinstance(wid, str):
         raise Detail(400, "Invalid request body: workflow_id must be a string")
-    if wfs.resolve(wid) is None:
+    found = wfs.resolve(wid)
+    if found is None:
         raise Detail(404, f"Workflow '{wid or '__default__'}' not found.")
+    check_allowed(principal, found[1].id)
     if output_only and not wait:
         raise Detail(400, "output_only=true requires wait_for_completion=true.")
     task = wfs.start(wid, body.get("input"), session_id=body.get("session_id"), metadata=body.get("metadata"),
