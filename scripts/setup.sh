@@ -13,7 +13,7 @@ fi
 bash scripts/llama-wheel.sh .venv
 .venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
 # The embedded voice (eSpeak NG) and audio conversion (sox: mp3/flac out, uploads in) are Debian packages.
-if ! { command -v espeak-ng && command -v sox; } >/dev/null; then
+if ! { command -v espeak-ng && command -v sox && sox -h | grep -q "^AUDIO FILE FORMATS:.* mp3"; } >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libsox-fmt-mp3 >/dev/null
   else
