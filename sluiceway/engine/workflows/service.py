@@ -23,6 +23,7 @@ from .streams import LiveStream
 
 log = logging.getLogger("sluiceway.workflows")
 TASK_TTL = 3600.0  # finished tasks stay pollable this long
+MAX_FINISHED = 10_000  # and at most this many of them, the oldest dropped first
 
 
 @dataclass(slots=True)
@@ -61,6 +62,7 @@ class Workflows:
         self.composes: list[Compose] = []
         self.by_id: dict[str, tuple[Compose, Workflow]] = {}
         self.tasks: dict[str, Task] = {}
+        self._pruned_at = 0.0
         self.svc = Services(get_router, ManagedServers())
         files = [f for p in paths or [] for f in compose_files(p)]
         for f in files:
@@ -140,8 +142,14 @@ class Workflows:
 
     def _prune(self) -> None:
         now = time.monotonic()
-        for tid in [t.task_id for t in self.tasks.values() if t.finished_at and now - t.finished_at > TASK_TTL]:
-            del self.tasks[tid]
+        if now - self._pruned_at < 10 and len(self.tasks) <= MAX_FINISHED:
+            return  # cheap on the request path: a sweep at most every 10 s unless over the cap
+        self._pruned_at = now
+        finished = sorted((t for t in self.tasks.values() if t.finished_at), key=lambda t: t.finished_at or 0)
+        excess = len(finished) - MAX_FINISHED
+        for i, t in enumerate(finished):
+            if i < excess or now - (t.finished_at or now) > TASK_TTL:
+                del self.tasks[t.task_id]
 
     async def cancel(self, task: Task) -> None:
         if task.job is not None and not task.job.done():
