@@ -15,6 +15,9 @@ it synthesises, and what voice adds to a stream.
 2. **real-time factor** of the embedded voice: synthesis time / audio length.
 3. **added cost per stream**: the gateway thread's CPU plus the speech child
    processes' CPU, with voice following the stream against without.
+4. **barge-in**: ``stop`` right after the first audio frame → the session's
+   ``stopped`` (synthesis killed, run stopped, partial answer saved), and any
+   audio frame that still came after it (there must be none).
 """
 
 from __future__ import annotations
@@ -189,6 +192,29 @@ def one_stream(gw: Gateway, voice: bool) -> dict[str, Any]:
     return got
 
 
+def barge_in(gw: Gateway) -> tuple[float, int]:
+    """Stop right after the first audio frame: seconds until the session says the
+    audio and the run are stopped (the partial answer saved), and frames after it."""
+    with httpx.stream("POST", f"{gw.url}/chat/stream", json={"message": "go", "model": "up/m"}, timeout=30) as r:
+        run = next(json.loads(ln[6:]) for ln in r.iter_lines() if ln.startswith("data: "))
+        with connect(gw.url.replace("http", "ws") + "/v1/voice") as ws:
+            ws.send(json.dumps({"type": "follow", "run_id": run["run_id"]}))
+            while not isinstance(ws.recv(timeout=60), bytes):
+                pass
+            t0 = time.perf_counter()
+            ws.send(json.dumps({"type": "stop"}))
+            while True:
+                msg = ws.recv(timeout=60)
+                if isinstance(msg, str) and json.loads(msg)["type"] == "stopped":
+                    took = time.perf_counter() - t0
+                    break
+            ws.send(json.dumps({"type": "hello"}))
+            late = 0
+            while isinstance(msg := ws.recv(timeout=60), bytes) or json.loads(msg)["type"] != "ready":
+                late += isinstance(msg, bytes)
+    return took, late
+
+
 def end_to_end(runs: int) -> dict[str, Any]:
     import tempfile
 
@@ -206,7 +232,9 @@ def end_to_end(runs: int) -> dict[str, Any]:
                     audio += got["audio_bytes"] / 2 / 22050
             cost[voice] = {"gateway_cpu": (gw.cpu() - cpu0) / runs, "speech_cpu": (children_cpu() - ch0) / runs,
                            "audio_s": audio / runs}
-        return {"latencies": latencies, "cost": cost}
+        stops = [barge_in(gw) for _ in range(runs)]
+        return {"latencies": latencies, "cost": cost, "barge": [t for t, _ in stops],
+                "late_frames": sum(n for _, n in stops)}
     finally:
         gw.stop()
 
@@ -226,6 +254,10 @@ def main() -> None:
           f"   p95 {pct(pipe, 0.95) * 1000:6.1f} ms   (target ≤ 300)")
     print(f"first text delta → first audio, end to end:  p50 {statistics.median(lat) * 1000:6.1f} ms"
           f"   p95 {pct(lat, 0.95) * 1000:6.1f} ms   (target ≤ 300)")
+    barge = e2e["barge"]
+    print(f"barge-in → audio and run stopped, answer saved: p50 {statistics.median(barge) * 1000:6.1f} ms"
+          f"   p95 {pct(barge, 0.95) * 1000:6.1f} ms   (target ≤ 200); "
+          f"audio frames after it: {e2e['late_frames']}")
     print(f"embedded voice real-time factor: {rtf:.3f}  ({took * 1000:.0f} ms for {audio:.1f} s of speech)")
     print(f"gateway CPU per stream: {off['gateway_cpu'] * 1000:.1f} ms without voice → "
           f"{on['gateway_cpu'] * 1000:.1f} ms with; speech processes {on['speech_cpu'] * 1000:.1f} ms")
