@@ -204,3 +204,24 @@ def test_transcription_bad_input(client, srv):
         client.audio.transcriptions.create(model="nope", file=("x.wav", b"RIFF", "audio/wav"))
     r = httpx.post(f"{srv.url}/v1/audio/transcriptions", files={"model": (None, "pocketsphinx")})
     assert r.status_code == 400 and r.json()["error"]["param"] == "file"
+
+
+def test_chinese_is_spoken_with_the_mandarin_voice(client):
+    data = client.audio.speech.create(model="espeak", voice="alloy", input="今天天气很好，我们去公园散步吧。",
+                                      response_format="wav").read()
+    rate, _, pcm = parse_wav(data)
+    assert 1.0 < len(pcm) / 2 / rate < 8.0
+
+
+def test_openai_compatible_transcription_upstream(upstream, make_server):
+    upstream.routes["/stt-test/v1/audio/transcriptions"] = Script(
+        [b'{"text": "hello from the upstream"}'], headers={"content-type": "application/json"})
+    srv = make_server(voice={"transcription": {"wh": {"kind": "openai", "base_url": f"{upstream.url}/stt-test/v1",
+                                                      "api_key": "sk-stt", "model": "whisper-1"}}})
+    c = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="unused", max_retries=0)
+    out = c.audio.transcriptions.create(model="whisper-1", file=("a.wav", b"RIFF-fake-bytes", "audio/wav"),
+                                        language="en")
+    assert out.text == "hello from the upstream"
+    rec = [r for r in upstream.records if r.path == "/stt-test/v1/audio/transcriptions"][-1]
+    assert rec.headers["Authorization"] == "Bearer sk-stt"
+    assert b'name="model"\r\n\r\nwhisper-1' in rec.raw and b"RIFF-fake-bytes" in rec.raw and b"\r\n\r\nen\r\n" in rec.raw
