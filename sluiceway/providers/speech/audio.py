@@ -5,7 +5,9 @@ installed (the setup scripts install it)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
+import subprocess
 
 import numpy as np
 
@@ -23,30 +25,17 @@ def to_mono_rate(pcm: bytes, rate: int, channels: int, target: int) -> bytes:
     return np.clip(x, -32768, 32767).astype("<i2").tobytes()
 
 
-SOX_TYPES = {"mp3": "mp3", "flac": "flac", "opus": "opus"}
-
-
+@functools.cache
 def sox_formats() -> tuple[str, ...]:
-    """The compressed formats this machine's sox can write."""
+    """The compressed formats this machine's sox can write (asked once: ``sox -h``)."""
     if shutil.which("sox") is None:
         return ()
-    return tuple(f for f in ("mp3", "flac") if _sox_can(f))
-
-
-_SOX_CAN: dict[str, bool] = {}
-
-
-def _sox_can(fmt: str) -> bool:
-    if fmt not in _SOX_CAN:
-        import subprocess
-
-        try:
-            out = subprocess.run(["sox", "-h"], capture_output=True, text=True, timeout=5).stdout
-            line = next((ln for ln in out.splitlines() if ln.startswith("AUDIO FILE FORMATS")), "")
-            _SOX_CAN[fmt] = fmt in line.split()
-        except (OSError, subprocess.SubprocessError):
-            _SOX_CAN[fmt] = False
-    return _SOX_CAN[fmt]
+    try:
+        out = subprocess.run(["sox", "-h"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    line = next((ln for ln in out.splitlines() if ln.startswith("AUDIO FILE FORMATS")), "")
+    return tuple(f for f in ("mp3", "flac") if f in line.split())
 
 
 async def sox_convert(data: bytes, *, in_args: list[str], out_type: str, out_args: list[str] | None = None) -> bytes:
@@ -73,7 +62,7 @@ async def decode_to_pcm16k(data: bytes, filename: str) -> bytes:
     except ValueError:
         pass
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-    if not ext or ext in ("wav", "pcm", "raw"):
+    if not ext.isalnum() or len(ext) > 8 or ext in ("wav", "pcm", "raw"):  # the type goes to sox's argv
         raise BadRequest("the audio file could not be read: send WAV (16-bit PCM), mp3, flac or ogg",
                          param="file")
     return await sox_convert(data, in_args=["-t", ext], out_type="raw",
