@@ -23,7 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-HAVE_LIBS = (Path(__file__).resolve().parent.parent / "sluiceway/web/node_modules/marked").is_dir()
+HAVE_LIBS = (Path(__file__).resolve().parent.parent / "sluiceway/web/vendor/marked.js").is_file()
 
 if not os.path.exists(CHROMIUM):
     if IN_CI:

@@ -1,14 +1,16 @@
 """The browser chat UI: ``/`` (index.html), ``/static/...`` (sluiceway/web/) and
-``/vendor/<name>`` (the npm libraries' browser builds from
-sluiceway/web/node_modules, installed by ``npm ci`` in scripts/setup.sh).
+``/vendor/<name>`` (the npm libraries' browser builds, vendored into
+sluiceway/web/vendor/ from package-lock.json by scripts/vendor_web.py, so a wheel
+carries them).
 
 Vendor files are served from an explicit allow-list, never by joining a client
-path onto node_modules. When node_modules is missing, ``/vendor/...`` answers
-404 and the page falls back to plain-text rendering.
+path onto a folder. When one is missing, ``/vendor/...`` answers 404, startup
+logs a warning and the page falls back to plain-text rendering.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from starlette.requests import Request
@@ -20,14 +22,22 @@ from .schemas import PUBLIC, s
 from .table import Op, path
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-NODE_MODULES = WEB_DIR / "node_modules"
+VENDOR_DIR = WEB_DIR / "vendor"
 
-# /vendor/<name> -> file under node_modules (ES module builds, loaded with import()).
-VENDOR: dict[str, str] = {
-    "marked.js": "marked/lib/marked.esm.js",
-    "purify.js": "dompurify/dist/purify.es.mjs",
-    "highlight.js": "@highlightjs/cdn-assets/es/highlight.min.js",
-}
+# /vendor/<name>: the ES module builds markdown.js loads with import().
+VENDOR = ("marked.js", "purify.js", "highlight.js")
+
+
+def missing_vendor() -> list[str]:
+    return [name for name in VENDOR if not (VENDOR_DIR / name).is_file()]
+
+
+def warn_missing_vendor() -> None:
+    """Called at startup: a UI without its libraries renders replies as raw text."""
+    if missing := missing_vendor():
+        logging.getLogger("sluiceway.server").warning(
+            "web UI libraries missing from %s (%s): replies render as plain text; "
+            "reinstall sluiceway or run scripts/vendor_web.py", VENDOR_DIR, ", ".join(missing))
 
 # Defence in depth behind DOMPurify: no inline or foreign script, no plugins,
 # no foreign images (a model cannot exfiltrate the chat through an <img> URL).
@@ -42,16 +52,16 @@ async def index(request: Request) -> Response:
 
 
 async def vendor(request: Request) -> Response:
-    rel = VENDOR.get(request.path_params["name"])
-    path = NODE_MODULES / rel if rel else None
+    name = request.path_params["name"]
+    path = VENDOR_DIR / name if name in VENDOR else None
     if path is None or not path.is_file():
-        return Response("not found (run: npm ci --prefix sluiceway/web)", 404, media_type="text/plain")
+        return Response("not found (run: python scripts/vendor_web.py)", 404, media_type="text/plain")
     return FileResponse(path, media_type="text/javascript", headers={"cache-control": "no-cache"})
 
 
 class _Static(StaticFiles):
     """StaticFiles that asks browsers to revalidate, so an upgrade is picked up at
-    once, and that keeps node_modules (reached only through /vendor) out of /static."""
+    once, and that keeps node_modules out of /static."""
 
     async def get_response(self, path: str, scope) -> Response:  # type: ignore[override]
         if Path(path).parts[:1] == ("node_modules",):
@@ -78,5 +88,7 @@ def ops() -> list[Op]:
 
 
 def static() -> list[BaseRoute]:
-    """The UI's files. Register LAST: they must never shadow an API route."""
+    """The UI's files. Register LAST: they must never shadow an API route.
+    Building the app is startup: say now if the UI will be degraded."""
+    warn_missing_vendor()
     return [Mount("/static", _Static(directory=WEB_DIR, check_dir=False), name="static")]
