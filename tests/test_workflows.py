@@ -261,6 +261,11 @@ def test_retry_timeout_and_on_error(env, make_server):
     r = post(srv, {"workflow_id": "slow-shell", "input": {}, "output_only": True})
     assert r.status_code == 504 and "timed out" in r.json()["detail"]
 
+    env.add("wf-stall", [sse(chat_chunk({"content": "so far"})), HANG])
+    r = post(srv, {"workflow_id": "stalled-stream", "input": {"model": "wf-stall"}, "output_only": True})
+    assert r.content.startswith(b"data: so far\n\nevent: error\ndata: ")
+    assert env.last("wf-stall").wait_closed(10)
+
 
 def test_named_actions_of_one_component(env, make_server):
     srv = serve(make_server, env, "actions.yml")

@@ -115,8 +115,13 @@ async def http_request(action: dict[str, Any], input: Any, svc: Services, base_u
             data = body if isinstance(body, bytes) else str(body).encode()
         kwargs["data"] = data
     method = str(r["method"] or "POST").upper()
+    if action.get("timeout") is not None:  # seconds without a byte from the server, streams included
+        kwargs["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=10,
+                                                  sock_read=_seconds(render(action["timeout"], scope)))
     try:
         resp = await svc.session.request(method, url, headers=headers, params=params, **kwargs)
+    except TimeoutError:
+        raise ComponentError(f"{method} {url}: no answer within {action['timeout']}", 504) from None
     except (aiohttp.ClientError, OSError) as e:
         raise ComponentError(f"{method} {url}: {type(e).__name__}: {e}", 502) from None
     output = action.get("output")
