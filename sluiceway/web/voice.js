@@ -77,6 +77,13 @@ export class Voice {
       for (const ev of ["pointerup", "pointerleave"]) mic.addEventListener(ev, () => this.endListen());
     }
     handsFree?.addEventListener("click", () => this.setHandsFree(!this.handsFree).catch((e) => this.fail(e)));
+    // Voice left on from an earlier visit: browsers allow sound only after a gesture on the page,
+    // so the audio clock is started by the first key or click (sending a message is one).
+    const unlock = () => {
+      if (this.enabled) this.audio();
+    };
+    document.addEventListener("pointerdown", unlock, { capture: true });
+    document.addEventListener("keydown", unlock, { capture: true });
     paint();
   }
 
