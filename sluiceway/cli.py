@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 
 from .engine.config import Config, ConfigError, load_config, parse_provider_flag
 
@@ -45,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
     port = args.port or cfg.server.port
     gateway = Gateway(cfg)
     app = create_app(cfg, gateway)
-    names = ", ".join(sorted(gateway.router.routes)) or "(none)"
+    names = ", ".join([*sorted(gateway.router.routes), *(f"{p}/*" for p in gateway.providers)]) or "(none)"
     print(f"sluiceway: chat UI at http://{host}:{port}/  ·  OpenAI base URL http://{host}:{port}/v1", flush=True)
     print(f"sluiceway: models: {names}; providers: {', '.join(gateway.providers)}", flush=True)
     class Server(uvicorn.Server):
@@ -70,61 +69,11 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _chat(cfg: Config, model: str | None, system: str | None, max_tokens: int | None) -> None:
-    from .core import ChatRequest, Message
-    from .engine.gateway import Gateway
-
-    gw = Gateway(cfg)
-    model = model or gw.router.default_model or next(iter(gw.router.routes), "")
-    history: list[Message] = [Message.of("system", system)] if system else []
-    print(f"chatting with {model} — empty line or Ctrl-D to quit", file=sys.stderr)
-    try:
-        while True:
-            try:
-                line = await asyncio.to_thread(input, "you> ")
-            except EOFError:
-                break
-            if not line.strip():
-                break
-            history.append(Message.of("user", line))
-            t0 = time.perf_counter()
-            ttft = None
-            parts: list[str] = []
-            usage = None
-            try:
-                opened = await gw.router.open(ChatRequest(model=model, messages=list(history), max_tokens=max_tokens))
-                print("bot> ", end="", flush=True)
-                try:
-                    async for batch in opened.batches():
-                        for ev in batch:
-                            if ev.type == "text-delta":
-                                if ttft is None:
-                                    ttft = time.perf_counter() - t0
-                                parts.append(ev.delta)
-                                print(ev.delta, end="", flush=True)
-                            elif ev.type == "finish":
-                                usage = ev.usage
-                            elif ev.type == "error":
-                                print(f"\n[error] {ev.message}", end="")
-                finally:
-                    await opened.aclose()
-            except Exception as e:  # show and keep the session going
-                print(f"[error] {e}", file=sys.stderr)
-                history.pop()
-                continue
-            took = time.perf_counter() - t0
-            out_tokens = usage.output if usage else 0
-            gen_time = max(took - (ttft or 0), 1e-6)
-            print(f"\n  [ttft {1000 * (ttft or took):.0f} ms · {out_tokens} tokens · "
-                  f"{out_tokens / gen_time:.1f} tok/s]", file=sys.stderr)
-            history.append(Message.of("assistant", "".join(parts)))
-    finally:
-        await gw.aclose()
-
-
 def chat(args: argparse.Namespace) -> int:
-    asyncio.run(_chat(_config(args), args.model, args.system, args.max_tokens))
-    return 0
+    from .chat_cli import run
+
+    return run(_config(args), model=args.model, system=args.system, max_tokens=args.max_tokens,
+               prompt=args.prompt, log_file=args.log_file)
 
 
 async def _keys(args: argparse.Namespace) -> int:
@@ -205,7 +154,10 @@ def run_workflow(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="sluiceway", description="LLM streaming gateway and chat server")
+    p.add_argument("--version", action="version", version=f"sluiceway {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -215,14 +167,16 @@ def main(argv: list[str] | None = None) -> int:
 
     s = sub.add_parser("serve", help="run the HTTP server")
     common(s)
-    s.add_argument("--host")
-    s.add_argument("--port", type=int)
+    s.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port to listen on (default: server.port, 8000)")
     s.add_argument("--api-key", action="append", help="require this bearer key (repeatable)")
     s.add_argument("--default-model", help="model used when a request says 'default'")
-    s.add_argument("--log-level", default="info")
+    s.add_argument("--log-level", default="info", type=str.lower,
+                   choices=["critical", "error", "warning", "info", "debug"],
+                   help="least severe log level printed (default: info)")
     s.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("SLUICEWAY_LOG_FORMAT", "text"),
                    help="json: one JSON object per log line, with the request id")
-    s.add_argument("--access-log", action="store_true")
+    s.add_argument("--access-log", action="store_true", help="log one line per HTTP request")
     s.add_argument("--workflows", action="append", metavar="PATH",
                    help="model-compose file or folder to serve (repeatable); see README 'Workflows'")
     s.set_defaults(func=serve)
@@ -235,24 +189,29 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="set an environment variable")
     r.set_defaults(func=run_workflow)
 
-    c = sub.add_parser("chat", help="interactive streaming chat in the terminal")
+    c = sub.add_parser("chat", help="streaming chat in the terminal (interactive, one-shot or from a pipe)",
+                       description="Without PROMPT and with a terminal: interactive (Ctrl-C stops an answer, "
+                                   "Ctrl-C or Ctrl-D at the prompt leaves). With PROMPT or piped input: "
+                                   "one answer on stdout, then exit.")
     common(c)
+    c.add_argument("prompt", nargs="?", metavar="PROMPT", help="ask this once and exit (piped input is appended)")
+    c.add_argument("--log-file", metavar="PATH", help="write logs here (chat mode prints none)")
     c.add_argument("--model", help="model or alias (default: the default model)")
     c.add_argument("--system", help="system prompt")
-    c.add_argument("--max-tokens", type=int)
+    c.add_argument("--max-tokens", type=int, help="longest answer, in tokens (default: the model's)")
     c.set_defaults(func=chat)
 
     k = sub.add_parser("keys", help="virtual API keys: create, list, revoke (only hashes are stored)")
     ksub = k.add_subparsers(dest="keys_command", required=True)
     kc = ksub.add_parser("create", help="create a key and print it (once)")
-    kc.add_argument("--name", required=True)
+    kc.add_argument("--name", required=True, help="a label for the key, e.g. who uses it")
     kc.add_argument("--models", help="comma-separated allow-list of models (default: all)")
     kc.add_argument("--rpm", type=int, help="requests per minute")
     kc.add_argument("--tpm", type=int, help="tokens per minute")
     kc.add_argument("--max-streams", type=int, help="concurrent streams")
     kl = ksub.add_parser("list", help="list keys (prefixes only)")
     kr = ksub.add_parser("revoke", help="revoke a key by id")
-    kr.add_argument("id")
+    kr.add_argument("id", help="the key's id, as `keys list` shows it")
     for sp in (kc, kl, kr):
         sp.add_argument("--config", help="YAML config file (its store is used; DATABASE_URL overrides)")
         sp.add_argument("--json", action="store_true", help="print JSON")
