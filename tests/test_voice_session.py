@@ -164,6 +164,9 @@ def test_speak_text_and_transcribe_the_microphone(srv):
             ws.send(mic[i:i + 3200])
         ws.send(json.dumps({"type": "listen.end"}))
         msg = json.loads(ws.recv(timeout=30))
+        ws.send(json.dumps({"type": "listen"}))  # a press too short to say anything
+        ws.send(json.dumps({"type": "listen.end"}))
+        assert json.loads(ws.recv(timeout=30)) == {"type": "transcript", "text": ""}
     assert msg["type"] == "transcript"
     assert len(set(msg["text"].split()) & {"one", "two", "three", "four", "five"}) >= 3, msg
 

@@ -7,6 +7,7 @@ scheduled chunk at once while the server stops the answer and keeps it."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -169,5 +170,30 @@ def test_browser_stored_chats_stream_their_text_to_the_voice(browser, srv):
         seqs = [c["seq"] for c in stats["scheduled"]]
         assert seqs == sorted(seqs) and set(seqs) == {0, 1}
         assert sum(c["duration"] for c in stats["scheduled"]) > 3.0
+    finally:
+        ctx.close()
+
+
+def test_push_to_talk_sends_the_microphone_to_the_recogniser(browser, srv):
+    pytest.importorskip("pocketsphinx")
+    ctx = browser.new_context(permissions=["microphone"])
+    page = ctx.new_page()
+    try:
+        page.goto(f"{srv.url}/")
+        page.wait_for_selector("html[data-ready]", timeout=15000)
+        page.click("#voice-toggle")
+        page.wait_for_function("() => window.sluicewayVoice.ws && window.sluicewayVoice.ws.readyState === 1")
+        mic = page.locator("#voice-mic")
+        expect(mic).to_be_visible()
+        box = mic.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        expect(mic).to_have_class(re.compile(r"\bon\b"))
+        page.wait_for_function("() => window.sluicewayVoice.mic !== null && window.sluicewayVoice.mic !== undefined",
+                               polling=50)
+        page.mouse.up()
+        expect(mic).not_to_have_class(re.compile(r"\bon\b"))
+        page.wait_for_function("() => window.sluicewayVoice.stats.transcripts.length === 1", timeout=20000, polling=50)
+        assert page.evaluate("window.sluicewayVoice.mic") is None  # the microphone is released
     finally:
         ctx.close()

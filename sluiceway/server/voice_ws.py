@@ -134,6 +134,11 @@ class VoiceSession:
                     if e.status == 401:
                         await self.ws.close(code=1008)
                         return
+                except (WebSocketDisconnect, asyncio.CancelledError):
+                    raise
+                except Exception:  # one failed message must not end the session
+                    log.exception("voice session message failed")
+                    await self.error(SluicewayError("internal error; see the server log", code="internal_error"))
         except WebSocketDisconnect:
             pass
         finally:

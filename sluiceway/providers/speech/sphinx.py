@@ -63,6 +63,8 @@ class SphinxRecognizer:
         if not self.installed():
             raise UpstreamUnavailable("pocketsphinx is not installed", code="speech_unavailable")
         pcm = await decode_to_pcm16k(audio, filename)
+        if len(pcm) < 3200:  # under 0.1 s: nothing said (and the decoder rejects an empty utterance)
+            return ""
         return await asyncio.to_thread(self._decode, pcm)
 
     async def aclose(self) -> None:
