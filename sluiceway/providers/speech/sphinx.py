@@ -65,7 +65,10 @@ class SphinxRecognizer:
         pcm = await decode_to_pcm16k(audio, filename)
         if len(pcm) < 3200:  # under 0.1 s: nothing said (and the decoder rejects an empty utterance)
             return ""
-        return await asyncio.to_thread(self._decode, pcm)
+        try:
+            return await asyncio.to_thread(self._decode, pcm)
+        except (RuntimeError, ValueError, IndexError) as e:  # the decoder's complaints are about the audio
+            raise BadRequest(f"the audio could not be recognised: {e}", param="file") from None
 
     async def aclose(self) -> None:
         self._decoder = None
