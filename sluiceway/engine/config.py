@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -174,6 +175,42 @@ def expand_env(value: Any) -> Any:
     return value
 
 
+ENV_PREFIX = "SLUICEWAY_"
+
+
+def env_overrides(raw: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every setting from the environment: ``SLUICEWAY_`` + the key path in
+    capitals with ``__`` between levels: ``SLUICEWAY_SERVER__PORT=9000``,
+    ``SLUICEWAY_PROVIDERS__UP__BASE_URL=…`` (names are lower-cased), and a top-level
+    setting without ``__`` (``SLUICEWAY_DEFAULT_MODEL=fast``, ``SLUICEWAY_EMBEDDED=false``).
+    It beats the file. A value starting with ``[`` or ``{`` is read as YAML (lists,
+    mappings); anything else stays a string for validation to convert, so a secret
+    like ``0123`` is never turned into a number. Other SLUICEWAY_ variables
+    (SLUICEWAY_CONFIG, SLUICEWAY_API_KEYS, …) keep their own meaning."""
+    env = os.environ if environ is None else environ
+    top = {n for n, f in Config.model_fields.items()  # settings, not sections: default_model, embedded, …
+           if n not in ("path", "text") and not isinstance(f.get_default(call_default_factory=True), Strict | dict)}
+    for name in sorted(env):
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
+        if not name.startswith(ENV_PREFIX) or (len(keys) == 1 and keys[0] not in top):
+            continue
+        if "" in keys:
+            raise ConfigError(f"environment variable {name}: empty key in the path")
+        value: Any = env[name]
+        if value.lstrip()[:1] in ("[", "{"):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"environment variable {name}: invalid YAML: {e}") from None
+        node = raw
+        for i, key in enumerate(keys[:-1]):
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name}: {'.'.join(keys[:i + 1])} is not a section")
+        node[keys[-1]] = value
+    return raw
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     explicit = path is not None or "SLUICEWAY_CONFIG" in os.environ
     p = Path(path or os.environ.get("SLUICEWAY_CONFIG", DEFAULT_CONFIG))
@@ -181,7 +218,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     if not p.exists():
         if explicit:
             raise ConfigError(f"config file {p} does not exist")
-        cfg = Config()
+        try:
+            cfg = Config.model_validate(env_overrides({}))
+        except ValidationError as e:
+            raise ConfigError(explain(e, Config)) from None
         cfg.path = p  # not there yet: the settings API (engine/settings) creates it here
         return cfg
     text = p.read_text()
@@ -192,7 +232,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
     try:
-        cfg = Config.model_validate(expand_env(raw))
+        cfg = Config.model_validate(env_overrides(expand_env(raw)))
     except ConfigError:
         raise
     except ValidationError as e:

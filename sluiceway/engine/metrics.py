@@ -3,10 +3,20 @@ process (tests, embedding) never collide on the global default registry."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 RATE_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
+# whole requests, streams included: a long answer takes tens of seconds
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 class Metrics:
@@ -27,5 +37,15 @@ class Metrics:
         self.fallbacks = Counter("sluiceway_fallbacks", "Requests moved to another deployment",
                                  ["model", "kind"], registry=r)  # kind: before_first_token | midstream
         self.retries = Counter("sluiceway_retries", "Retries of the same deployment", ["provider"], registry=r)
+        # every HTTP request (server/observe.HttpMetrics), also those failing before a stream starts
+        self.http_requests = Counter("sluiceway_http_requests", "HTTP requests by method, route, status, outcome",
+                                     ["method", "route", "status", "outcome"], registry=r)
+        self.http_latency = Histogram("sluiceway_http_request_duration_seconds",
+                                      "Request start to the end of the response body",
+                                      ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        # the process_* and python_* series Prometheus clients export by default
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.circuit_open = Gauge("sluiceway_circuit_open", "1 while a deployment's circuit is open",
                                   ["deployment"], registry=r)

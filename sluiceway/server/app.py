@@ -38,7 +38,7 @@ from . import (
 from .auth import Auth
 from .guards import CrossSiteGuard
 from .errors import json_response
-from .observe import request_id
+from .observe import HttpMetrics, request_id
 from .state import AppState
 
 log = logging.getLogger("sluiceway.server")
@@ -139,7 +139,8 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     routes += settings_routes.routes()  # /settings/*: providers added, edited, removed at runtime
     routes += audio_routes.routes()  # /v1/audio/speech, /v1/audio/transcriptions, /v1/voice (WebSocket)
     routes += workflow_routes.routes()  # model-compose's /api/workflows, /api/tasks; Langflow-style /api/v1/run
-    middleware = [Middleware(RequestId),  # outermost: a refused request never reaches routing or auth
+    middleware = [Middleware(HttpMetrics),  # outermost: every request counted, refused ones too
+                  Middleware(RequestId),  # a refused request never reaches routing or auth
                   Middleware(CrossSiteGuard, allowed_hosts=cfg.server.allowed_hosts,
                              open_mode=lambda: not cfg.server.api_keys and not cfg.server.admin_key)]
     if cfg.server.cors_origins:

@@ -1,10 +1,11 @@
-"""Log lines: a request id carried into every one, text or JSON. (Each
-stream's metrics and trace span are a run observer: ``engine.runs.metrics``.)"""
+"""Log lines: a request id carried into every one, text or JSON; every HTTP
+request counted and timed (``HttpMetrics``). (Each stream's metrics and trace span are a run observer: ``engine.runs.metrics``.)"""
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import time
 
 import orjson
 
@@ -37,3 +38,48 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations chatter at every start
+
+
+class HttpMetrics:
+    """Pure ASGI: every HTTP request counted once, with its route (the path
+    template, so ids do not explode the label set), method, status and outcome,
+    and its latency up to the end of the response body: also the requests a
+    stream observer never sees (refused by auth or limits, failing before the
+    first token, 404s). Cost: one perf_counter pair and two label lookups."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = 500  # an exception before the response started
+        finished = gone = False
+
+        async def watch_receive():  # noqa: ANN202
+            nonlocal gone
+            msg = await receive()
+            if msg["type"] == "http.disconnect" and not finished:
+                gone = True
+            return msg
+
+        async def watch_send(msg) -> None:  # noqa: ANN001
+            nonlocal status, finished
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            elif msg["type"] == "http.response.body" and not msg.get("more_body"):
+                finished = True
+            await send(msg)
+
+        try:
+            await self.app(scope, watch_receive, watch_send)
+        finally:
+            metrics = scope["app"].state.sluiceway.gateway.metrics
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            outcome = ("disconnect" if gone and not finished else "ok" if status < 400
+                       else "client_error" if status < 500 else "error")
+            method, code = scope["method"], str(status)
+            metrics.http_requests.labels(method, label, code, outcome).inc()
+            metrics.http_latency.labels(method, label, code).observe(time.perf_counter() - t0)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .errors import JSON
+from .ready import readyz
 from .schemas import SCHEMAS, J, obj, ok, s
 from .table import Op, document
 
@@ -48,6 +49,10 @@ def ops(healthz, metrics, *, public_metrics: bool = False, public_docs: bool = F
         return {"security": [], "auth": False} if public else {}
     return [
         Op("GET", "/healthz", healthz, "Liveness", "ops", "healthz", {"200": ok(obj({"status": s()}))},
+           security=[], auth=False),
+        Op("GET", "/readyz", readyz, "Readiness: store, Redis (when configured), a usable provider", "ops",
+           "readyz", {"200": ok(obj({"status": s(), "checks": {"type": "object"}})),
+                      "503": {"description": "Not ready; checks says why"}},
            security=[], auth=False),
         Op("GET", "/metrics", metrics, "Prometheus metrics", "ops", "metrics",
            {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": s()}}}},
