@@ -18,6 +18,7 @@
 // the answer. With no server recogniser, the browser's own is used.
 
 import { getApiKey } from "./auth.js";
+import { browserRecognizer, openMic, SpeechDetector } from "./voice_mic.js";
 
 const PREF = "sluiceway.voice.v1";
 const HIGHLIGHT = "sluiceway-speaking";
@@ -285,72 +286,36 @@ export class Voice {
   // Without a server recogniser, the browser's own speech recognition is used.
 
   async openMic() {
-    if (this.mic) return this.mic;
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
-    });
-    const ctx = this.audio();
-    const source = ctx.createMediaStreamSource(stream);
-    const node = ctx.createScriptProcessor(4096, 1, 1);
-    const ratio = ctx.sampleRate / 16000;
-    node.onaudioprocess = (e) => {
-      const input = e.inputBuffer.getChannelData(0);
-      const out = new Int16Array(Math.floor(input.length / ratio));
-      let energy = 0;
-      for (let i = 0; i < out.length; i++) {
-        const x = Math.max(-1, Math.min(1, input[Math.floor(i * ratio)]));
-        energy += x * x;
-        out[i] = x * 32767;
-      }
-      this.frame(out, Math.sqrt(energy / Math.max(1, out.length)), (input.length / ctx.sampleRate) * 1000);
-    };
-    source.connect(node);
-    node.connect(ctx.destination);
-    this.mic = { stream, source, node, talking: false, loud: 0, quiet: 0, preroll: [] };
+    if (!this.mic) {
+      const handle = await openMic(this.audio(), (pcm, rms, ms) => this.frame(pcm, rms, ms));
+      this.mic = { handle, detector: new SpeechDetector(), preroll: [] };
+    }
     return this.mic;
   }
 
   closeMic() {
     const mic = this.mic;
-    if (!mic) return;
     this.mic = null;
-    mic.node.disconnect();
-    mic.source.disconnect();
-    for (const t of mic.stream.getTracks()) t.stop();
+    mic?.handle.close();
   }
 
-  /** One microphone frame: sent while talking; in hands-free mode it also decides when talking starts and ends. */
+  /** One microphone frame: sent while talking; hands-free, the detector decides when talking starts and ends. */
   frame(pcm, rms, ms) {
     const mic = this.mic;
     if (!mic) return;
-    if (this.handsFree && !this.pushing) {
-      if (rms > 0.04) {
-        mic.loud += ms;
-        mic.quiet = 0;
-      } else {
-        mic.quiet += ms;
-        mic.loud = 0;
-      }
-      if (!mic.talking) {
-        mic.preroll = [...mic.preroll, pcm].slice(-3); // the start of the first word
-        if (mic.loud >= 150) {
-          mic.talking = true;
-          this.stats.heardSpeech++;
-          this.stop(); // the user speaking interrupts the answer
-          this.send({ type: "listen", sample_rate: 16000 });
-          for (const p of mic.preroll) this.sendAudio(p);
-          mic.preroll = [];
-        }
-        return;
-      }
-      this.sendAudio(pcm);
-      if (mic.quiet >= this.endOfSpeechMs) {
-        mic.talking = false;
-        this.send({ type: "listen.end" });
-      }
-      return;
+    if (this.pushing) return this.sendAudio(pcm);
+    if (!this.handsFree) return;
+    const turn = mic.detector.feed(rms, ms, this.endOfSpeechMs);
+    if (turn === "start") {
+      this.stats.heardSpeech++;
+      this.stop(); // the user speaking interrupts the answer
+      this.send({ type: "listen", sample_rate: 16000 });
+      for (const p of mic.preroll) this.sendAudio(p); // the start of the first word
+      mic.preroll = [];
     }
-    if (this.pushing) this.sendAudio(pcm);
+    if (mic.detector.talking || turn === "end") this.sendAudio(pcm);
+    else mic.preroll = [...mic.preroll, pcm].slice(-3);
+    if (turn === "end") this.send({ type: "listen.end" });
   }
 
   sendAudio(pcm) {
@@ -391,18 +356,12 @@ export class Voice {
 
   /** The browser's own recogniser, when the server has none. */
   browserListen() {
-    const Rec = window.SpeechRecognition || window.webkitSpeechRecognition;
-    if (!Rec) {
+    const rec = browserRecognizer((text) => this.onTranscript(text), () => (this.recognition = null));
+    if (!rec) {
       this.pushing = false;
       this.micEl?.classList.remove("on");
       return this.fail(new Error("no speech recogniser: configure voice.transcription on the server"));
     }
-    const rec = new Rec();
-    rec.lang = navigator.language || "en-US";
-    rec.onresult = (e) => this.onTranscript(e.results[0][0].transcript || "");
-    rec.onend = () => {
-      this.recognition = null;
-    };
     this.recognition = rec;
     rec.start();
   }
