@@ -100,10 +100,13 @@ class Gateway:
             SECRETS.add(secret_values(p.settings))
         SECRETS.add([*config.server.api_keys, config.server.admin_key or ""])
         install_log_scrubber()
+        old_speech = getattr(self, "speech", None)  # engine/voice: kept while its config is unchanged
+        speech = old_speech if old_speech is not None and old_speech.config == config.voice else \
+            SpeechService(config.voice, source=config.path, text=config.text)
         retired = [p for n, p in self.providers.items() if providers.get(n) is not p]
         self.config, self.providers, self.router = config, providers, router
+        self.speech = speech
         self._specs = copy.deepcopy(specs)
-        self.speech = SpeechService(config.voice, source=config.path, text=config.text)  # engine/voice
         self._models_cache: tuple[float, list[ListedModel]] | None = None
         return retired
 
