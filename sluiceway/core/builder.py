@@ -29,7 +29,7 @@ from .events import (
     ToolInputStart,
     Usage,
 )
-from .tokens import estimate_tokens
+from .tokens import estimate_tokens, token_units
 
 
 class EventBuilder:
@@ -61,13 +61,14 @@ class EventBuilder:
 
     def text(self, out: list[Event], delta: str) -> None:
         if delta:
-            self.chars_out += len(delta)
+            self.chars_out += token_units(delta)
             out.append(TextDelta(self._open(out, "text"), delta))
 
     def reasoning(self, out: list[Event], delta: str) -> None:
         if delta:
-            self.chars_out += len(delta)
-            self.reasoning_chars += len(delta)
+            units = token_units(delta)
+            self.chars_out += units
+            self.reasoning_chars += units
             out.append(ReasoningDelta(self._open(out, "reasoning"), delta))
 
     def close_block(self, out: list[Event], *, signature: str | None = None,
@@ -102,7 +103,7 @@ class EventBuilder:
 
     def tool_delta(self, out: list[Event], call_id: str, delta: str) -> None:
         if delta:
-            self.chars_out += len(delta)
+            self.chars_out += token_units(delta)
             out.append(ToolInputDelta(call_id, delta))
 
     def tool_end(self, out: list[Event], call_id: str, name: str, arguments: str) -> None:

@@ -27,7 +27,7 @@ import orjson
 
 from ...core import Accumulator, ChatRequest, Event, WireTrace, encode_event
 from ...core.secrets import scrub_obj
-from ...core.tokens import estimate_tokens
+from ...core.tokens import estimate_tokens, token_units
 from ...store import Store
 from .observers import Outcome
 
@@ -121,7 +121,7 @@ class Recorder:
         usage = c.usage
         if c.finish_reason is None or status != "complete":
             # no final usage from the upstream: estimate what was produced
-            out = usage.output or estimate_tokens(len(c.text) + len(c.reasoning_text))
+            out = usage.output or estimate_tokens(token_units(c.text) + token_units(c.reasoning_text))
             usage_d = {"input": usage.input, "output": out, "cached_input": usage.cached_input,
                        "reasoning": usage.reasoning, "estimated": True if not usage.output else usage.estimated}
         else:

@@ -34,7 +34,7 @@ from ...core import (
     UpstreamError,
     Usage,
 )
-from ...core.tokens import estimate_tokens
+from ...core.tokens import estimate_text
 from ...providers import ModelInfo
 from .service import Workflows, _status
 from .streams import LiveStream
@@ -108,7 +108,7 @@ class WorkflowProvider:
                 if text:
                     sent.append(text)
                     yield [TextDelta(block, text)]
-            yield [TextEnd(block), Finish("stop", Usage(output=estimate_tokens(sum(map(len, sent))), estimated=True))]
+            yield [TextEnd(block), Finish("stop", Usage(output=estimate_text("".join(sent)), estimated=True))]
         finally:
             if task.status in ("pending", "processing"):
                 await self.workflows.cancel(task)
