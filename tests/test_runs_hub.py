@@ -6,8 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from sluiceway.core import Finish, Start, TextDelta, TextEnd, TextStart, UpstreamUnavailable, Usage
-from sluiceway.core import decode_event, encode_event
+from sluiceway.core import (
+    Finish,
+    Start,
+    TextDelta,
+    TextEnd,
+    TextStart,
+    UpstreamUnavailable,
+    Usage,
+    decode_event,
+    encode_event,
+)
 from sluiceway.engine.runs import Outcome, Runs
 
 

@@ -36,8 +36,8 @@ from . import (
     workflow_routes,
 )
 from .auth import Auth
-from .guards import CrossSiteGuard
 from .errors import json_response
+from .guards import CrossSiteGuard
 from .observe import HttpMetrics, request_id
 from .state import AppState
 
