@@ -223,4 +223,4 @@ def test_fallback_to_next_deployment_before_first_token(upstream, make_server):
     c = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
     out = c.chat.completions.create(model="smart", messages=[{"role": "user", "content": "x"}])
     assert out.choices[0].message.content == "saved"
-    assert out.model == "smart"
+    assert out.model == "up/healthy"  # the model that answered; the alias is in x-sluiceway-alias

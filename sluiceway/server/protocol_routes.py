@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.requests import Request
@@ -139,10 +139,24 @@ async def serve(request: Request, proto: Protocol) -> Any:
             return error_response(internal_error(), proto.encode_error)
         if ran is not None:
             return ran
+    # the response names the model that answered; the name asked for goes in a header
+    alias = alias_header(req.model, opened.deployment.label)
+    answered = replace(req, model=opened.deployment.label)
     if proto.complete is None or proto.wants_stream(body):
-        return SSEResponse(opened, proto.encoder(request, body, req), keepalive=state.keepalive,
-                           headers=list(proto.headers), stall_timeout=state.stall_timeout, observers=observers)
-    return await _complete(request, state, proto, body, req, opened, grant, observers)
+        return SSEResponse(opened, proto.encoder(request, body, answered), keepalive=state.keepalive,
+                           headers=[*proto.headers, *alias], stall_timeout=state.stall_timeout, observers=observers)
+    resp = await _complete(request, state, proto, body, answered, opened, grant, observers)
+    for k, v in alias:
+        resp.headers[k.decode()] = v.decode("latin-1")
+    return resp
+
+
+def alias_header(asked: str, answered: str) -> list[tuple[bytes, bytes]]:
+    """Responses name the model that answered (provider/model); the name the
+    client asked for, when different (an alias, "default"), goes here."""
+    if asked == answered:
+        return []
+    return [(b"x-sluiceway-alias", asked.encode("latin-1", "replace"))]
 
 
 async def _complete(request: Request, state: AppState, proto: Protocol, body: dict[str, Any], req: ChatRequest,
