@@ -6,6 +6,12 @@ also be given at the top level). Stream: one ``event: run`` frame (no id)
 naming the run, session and messages, then per canonical event ``id: <n>`` +
 ``data: <event JSON>``, so a client reattaches with ``Last-Event-ID`` (or
 ``?after=n``). Errors are OpenAI-shaped.
+
+``/chat/stream?format=content`` is the minimal shape many hand-written chat
+pages read (seed 001): only ``data: {"content": "<text delta>"}`` frames, no
+run frame, ids or other events (the ids stay in the x-run-id / x-session-id /
+x-message-id headers); an error is ``data: {"content": "", "error": "…"}`` so
+such a page appends nothing instead of "undefined".
 """
 
 from __future__ import annotations
@@ -13,12 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..core import BadRequest, Event, Message, RequestTooLarge, TextPart, encode_event
 from . import sse
 from .openai_chat import encode_error
 
-__all__ = ["PARAMS", "ChatInput", "decode_request", "encode_error", "encode_entries", "encode_events", "history_messages",
-           "run_frame"]
+__all__ = ["FORMATS", "PARAMS", "ChatInput", "check_format", "decode_request", "encode_content", "encode_error",
+           "encode_entries", "encode_events", "history_messages", "run_frame"]
+
+FORMATS = ("events", "content")
 
 PARAMS: dict[str, Any] = {"temperature": (int, float), "top_p": (int, float), "max_tokens": int, "seed": int,
                           "stop": list, "reasoning_effort": str}
@@ -83,6 +93,24 @@ def encode_entries(entries: list[tuple[int, bytes]]) -> bytes:
     """Run-log entries, already canonical event JSON (``Runs.read_json``), as
     numbered frames (``sse.numbered``, inlined: this is the hot path)."""
     return b"".join([b"id: %d\ndata: %s\n\n" % e for e in entries])
+
+
+def check_format(value: str | None) -> str:
+    fmt = value or "events"
+    if fmt not in FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}", param="format")
+    return fmt
+
+
+def encode_content(entries: list[tuple[int, Event]]) -> bytes:
+    """``format=content``: text deltas as ``{"content": …}`` frames, nothing else."""
+    out = []
+    for _, ev in entries:
+        if ev.type == "text-delta":
+            out.append(b'data: {"content":' + orjson.dumps(ev.delta) + b"}\n\n")
+        elif ev.type == "error":
+            out.append(b"data: " + orjson.dumps({"content": "", "error": ev.message}) + b"\n\n")
+    return b"".join(out)
 
 
 def encode_events(entries: list[tuple[int, Event]]) -> bytes:

@@ -26,10 +26,10 @@ from .auth import admit, owner, row_owner
 from .errors import error_response, json_response, run_log_unavailable
 from .protocol_routes import store_and_runs
 from .requests import deadline_overrides, read_json
-from .schemas import body, ok, openai_err, ref
+from .schemas import body, ok, openai_err, ref, s
 from .state import AppState
 from .streaming import ClientGone, RunSSE, until_disconnect
-from .table import Op
+from .table import Op, query
 
 log = logging.getLogger("sluiceway.chat")
 
@@ -98,6 +98,7 @@ async def start_chat(request: Request) -> Started:
 
 async def chat_stream(request: Request) -> Any:
     state: AppState = request.app.state.sluiceway
+    fmt = session_chat.check_format(request.query_params.get("format"))  # before anything is written
     started = await start_chat(request)
     runs = state.runs
     assert runs is not None
@@ -106,6 +107,9 @@ async def chat_stream(request: Request) -> Any:
         if runs.disconnect == "cancel":
             await runs.stop(started.run_id, "disconnect")
 
+    if fmt == "content":  # seed 001's page: data: {"content": …} frames only
+        return RunSSE(runs, started.run_id, session_chat.encode_content, keepalive=state.keepalive,
+                      stall_timeout=state.stall_timeout, headers=started.headers(), on_disconnect=left)
     return RunSSE(runs, started.run_id, session_chat.encode_entries, json=True, first=session_chat.run_frame(started.ids()),
                   keepalive=state.keepalive, stall_timeout=state.stall_timeout, headers=started.headers(),
                   on_disconnect=left)
@@ -131,8 +135,13 @@ async def chat(request: Request) -> Response:
         failed = error_response(e)
         return json_response({**orjson.loads(failed.body), **started.ids(), "message": msg}, failed.status_code,
                              headers)
+    # content and raw_response: the fields a non-streaming chat page reads (seed 001); raw_response is
+    # the upstream's reply as received (from the debug trace; null when store.traces is off)
+    trace = await store.get_trace(started.assistant["id"]) if state.config.store.traces else None
+    wire = ((trace or {}).get("request") or {}).get("wire") or {}
     return json_response({**started.ids(), "session": started.session, "user_message": started.user,
-                          "message": msg}, 200, headers)
+                          "message": msg, "content": msg["text"], "raw_response": wire.get("response")},
+                         200, headers)
 
 
 def ops() -> list[Op]:
@@ -140,6 +149,8 @@ def ops() -> list[Op]:
         Op("POST", "/chat", chat, "Session chat: store the turn, run the model, return the saved answer",
            "sessions", "chat", {"200": ok(ref("SessionChatResult")), **openai_err},
            body=body(ref("SessionChatRequest"))),
-        Op("POST", "/chat/stream", chat_stream, "Session chat as a resumable SSE run (ids for Last-Event-ID)",
-           "sessions", "chatStream", {"200": ok(stream=True), **openai_err}, body=body(ref("SessionChatRequest"))),
+        Op("POST", "/chat/stream", chat_stream, "Session chat as a resumable SSE run (ids for Last-Event-ID); "
+           "format=content: only data: {\"content\": …} frames", "sessions", "chatStream",
+           {"200": ok(stream=True), **openai_err}, (query("format", s(enum=list(session_chat.FORMATS))),),
+           body=body(ref("SessionChatRequest"))),
     ]
