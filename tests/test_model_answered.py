@@ -41,3 +41,18 @@ def test_a_direct_model_has_no_alias_header(upstream, make_server):
     c = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
     raw = c.chat.completions.with_raw_response.create(model="up/ans-direct", messages=MSG)
     assert raw.parse().model == "up/ans-direct" and "x-sluiceway-alias" not in raw.headers
+
+
+def test_responses_name_the_model_that_answered(upstream, make_server):
+    upstream.add("ans-resp", chat_text_stream(["yes"]))
+    srv = make_server(models={"quick": ["up/ans-resp"]})
+    c = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+    raw = c.responses.with_raw_response.create(model="quick", input="x", store=False)
+    assert raw.parse().model == "up/ans-resp" and raw.headers["x-sluiceway-alias"] == "quick"
+    # stored and streamed: served as a run
+    with c.responses.with_streaming_response.create(model="quick", input="x", stream=True) as r:
+        assert r.headers["x-sluiceway-alias"] == "quick"
+        events = list(r.parse())
+    done = [e for e in events if e.type == "response.completed"]
+    assert done and done[0].response.model == "up/ans-resp"
+    assert c.responses.retrieve(done[0].response.id).model == "up/ans-resp"

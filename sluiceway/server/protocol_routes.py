@@ -129,8 +129,11 @@ async def serve(request: Request, proto: Protocol) -> Any:
     metrics = MetricsObserver(state.gateway.metrics, proto.name, req.model, t0, headers=request.headers,
                              deployment=opened.deployment.label)
     observers = grant.observers(metrics)
+    # the response names the model that answered; the name asked for goes in a header
+    alias = alias_header(req.model, opened.deployment.label)
+    answered = replace(req, model=opened.deployment.label)
     if proto.run is not None and state.runs is not None:
-        rs = RunStart(request, state, proto, body, req, opened, observers)
+        rs = RunStart(request, state, proto, body, answered, opened, observers)
         try:
             ran = await proto.run(rs)
         except Exception:
@@ -138,16 +141,20 @@ async def serve(request: Request, proto: Protocol) -> Any:
             await rs.abandon()
             return error_response(internal_error(), proto.encode_error)
         if ran is not None:
-            return ran
-    # the response names the model that answered; the name asked for goes in a header
-    alias = alias_header(req.model, opened.deployment.label)
-    answered = replace(req, model=opened.deployment.label)
+            return with_headers(ran, alias)
     if proto.complete is None or proto.wants_stream(body):
         return SSEResponse(opened, proto.encoder(request, body, answered), keepalive=state.keepalive,
                            headers=[*proto.headers, *alias], stall_timeout=state.stall_timeout, observers=observers)
-    resp = await _complete(request, state, proto, body, answered, opened, grant, observers)
-    for k, v in alias:
-        resp.headers[k.decode()] = v.decode("latin-1")
+    return with_headers(await _complete(request, state, proto, body, answered, opened, grant, observers), alias)
+
+
+def with_headers(resp: Any, headers: list[tuple[bytes, bytes]]) -> Any:
+    """Add headers to a Starlette response or to one of our SSE responses (a header list)."""
+    if isinstance(resp, Response):
+        for k, v in headers:
+            resp.headers[k.decode()] = v.decode("latin-1")
+    elif isinstance(getattr(resp, "headers", None), list):
+        resp.headers = [*resp.headers, *headers]
     return resp
 
 
