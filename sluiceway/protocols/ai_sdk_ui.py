@@ -165,6 +165,14 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
         return text, f"tool input is not valid JSON: {e}"
 
 
+def _ran(chunk: dict[str, Any], server: str | None) -> dict[str, Any]:
+    """Mark a tool the gateway ran (agents) ``providerExecuted``, so ``useChat``'s
+    ``lastAssistantMessageIsCompleteWithToolCalls`` does not send the answer back."""
+    if server is not None:
+        chunk["providerExecuted"] = True
+    return chunk
+
+
 class Encoder:
     """Canonical event batches → UI message stream chunks, one write per batch."""
 
@@ -207,27 +215,28 @@ class Encoder:
                 out.append(_chunk(chunk))
             elif t == "tool-input-start":
                 self._names[ev.call_id] = ev.name
-                out.append(_chunk({"type": "tool-input-start", "toolCallId": ev.call_id, "toolName": ev.name}))
+                out.append(_chunk(_ran({"type": "tool-input-start", "toolCallId": ev.call_id, "toolName": ev.name},
+                                       ev.server)))
             elif t == "tool-call":
                 self._names[ev.call_id] = ev.name
                 value, problem = _parse_json(ev.arguments)
                 if problem is None:
-                    out.append(_chunk({"type": "tool-input-available", "toolCallId": ev.call_id,
-                                       "toolName": ev.name, "input": value}))
+                    out.append(_chunk(_ran({"type": "tool-input-available", "toolCallId": ev.call_id,
+                                            "toolName": ev.name, "input": value}, ev.server)))
                 else:
-                    out.append(_chunk({"type": "tool-input-error", "toolCallId": ev.call_id, "toolName": ev.name,
-                                       "input": value, "errorText": problem}))
+                    out.append(_chunk(_ran({"type": "tool-input-error", "toolCallId": ev.call_id,
+                                            "toolName": ev.name, "input": value, "errorText": problem}, ev.server)))
             elif t == "tool-result":
                 if ev.call_id not in self._names:  # the client throws on an unknown toolCallId
                     out.append(_chunk({"type": "tool-input-available", "toolCallId": ev.call_id,
                                        "toolName": ev.name, "input": {}}))
                     self._names[ev.call_id] = ev.name
                 if ev.is_error:
-                    out.append(_chunk({"type": "tool-output-error", "toolCallId": ev.call_id,
-                                       "errorText": ev.output}))
+                    out.append(_chunk(_ran({"type": "tool-output-error", "toolCallId": ev.call_id,
+                                            "errorText": ev.output}, ev.server)))
                 else:
-                    out.append(_chunk({"type": "tool-output-available", "toolCallId": ev.call_id,
-                                       "output": _parse_json(ev.output)[0]}))
+                    out.append(_chunk(_ran({"type": "tool-output-available", "toolCallId": ev.call_id,
+                                            "output": _parse_json(ev.output)[0]}, ev.server)))
             elif t == "finish-step":
                 self._end_step(out)
             elif t == "finish":

@@ -75,6 +75,7 @@ class Encoder:
         self._call: str | None = None  # call id of the open tool_use block
         self._args = ""  # argument text already sent for the open tool_use block
         self._thinking: list[str] | None = None  # held reasoning deltas
+        self._server: set[str] = set()  # agents: calls the gateway runs, shown at their tool-call whole
 
     def feed(self, events: list[Event]) -> bytes:
         out: list[bytes] = []
@@ -102,11 +103,20 @@ class Encoder:
             elif t == "reasoning-end":
                 self._reasoning_end(out, ev.signature, ev.redacted)
             elif t == "tool-input-start":
-                self._tool_open(out, ev.call_id, ev.name)
+                if ev.server is None:
+                    self._tool_open(out, ev.call_id, ev.name)
+                else:
+                    self._server.add(ev.call_id)
             elif t == "tool-input-delta":
                 if self._call == ev.call_id:
                     self._args += ev.delta
                     out.append(self._json_delta(ev.delta))
+            elif t == "tool-call" and ev.server is not None:
+                self._block(out, _server_use(ev.call_id, ev.name, ev.server, ev.arguments), "tool")
+                self._stop(out)
+            elif t == "tool-result":
+                self._block(out, _server_result(ev.call_id, ev.output, ev.is_error), "tool")
+                self._stop(out)
             elif t == "tool-call":
                 if self._call != ev.call_id:
                     self._tool_open(out, ev.call_id, ev.name)
@@ -190,6 +200,22 @@ class Encoder:
         self.done = True
 
 
+def _server_use(call_id: str, name: str, server: str, arguments: str) -> dict[str, Any]:
+    """A tool the gateway ran (agents) as an ``mcp_tool_use`` block, its input whole:
+    Anthropic's one shape for a tool run outside the client (``server_tool_use`` names only
+    Anthropic's own tools); ``server_name`` is the MCP server, or ``builtin`` / ``python``."""
+    try:
+        args = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        args = {}
+    return {"type": "mcp_tool_use", "id": call_id, "name": name, "server_name": server, "input": args}
+
+
+def _server_result(call_id: str, output: str, is_error: bool) -> dict[str, Any]:
+    return {"type": "mcp_tool_result", "tool_use_id": call_id, "is_error": is_error,
+            "content": [{"type": "text", "text": output}]}
+
+
 # --------------------------------------------------------------------- errors
 
 def error_type(status: int) -> tuple[str, int]:
@@ -224,9 +250,17 @@ def encode_completion(c: Completion, req: ChatRequest) -> bytes:
             content[-1]["signature"] = r.signature  # a signature that came after its thinking (Gemini)
         elif r.text or r.signature:
             content.append({"type": "thinking", "thinking": r.text, "signature": r.signature or ""})
+    results = {r.call_id: r for r in c.tool_results}  # tools the gateway ran (agents), before the answer
+    for call in c.tool_calls:
+        r = results.get(call.call_id)
+        if call.server is not None and r is not None:
+            content += [_server_use(call.call_id, call.name, call.server, call.arguments),
+                        _server_result(call.call_id, r.output, r.is_error)]
     if c.text:
         content.append({"type": "text", "text": c.text})
     for call in c.tool_calls:
+        if call.server is not None and call.call_id in results:
+            continue
         try:
             args = orjson.loads(call.arguments or "{}")
         except orjson.JSONDecodeError:

@@ -108,6 +108,8 @@ def _messages(raw: list[Any]) -> list[Message]:
                                                  signature=b.get("signature") or None))
             elif kind == "redacted_thinking" and role == "assistant":
                 msg.content.append(ReasoningPart("", redacted=expect_str(b.get("data"), f"{w}.data")))
+            elif kind in SERVER_BLOCKS and role == "assistant":
+                continue  # a step the gateway ran in an earlier answer (agents): the model needs only its outcome
             else:
                 raise BadRequest(f"content block type {kind!r} is not supported in a {role} message",
                                  param=f"{w}.type")
@@ -115,6 +117,9 @@ def _messages(raw: list[Any]) -> list[Message]:
         if msg.content or msg.tool_calls:
             out.append(msg)
     return out
+
+
+SERVER_BLOCKS = frozenset({"mcp_tool_use", "mcp_tool_result", "server_tool_use"})
 
 
 def _system(raw: Any) -> list[Message]:

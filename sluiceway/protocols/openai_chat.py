@@ -223,6 +223,10 @@ class Encoder:
                                                                     else b"}\n\n")
         self._calls: dict[str, int] = {}  # call id -> dense index
         self.done = False
+        # agents: tools the gateway runs are not calls for the client; ``agent_steps: true`` in the
+        # request (an extension) shows them as ``delta.agent_step`` objects
+        self.agent_steps = body.get("agent_steps") is True
+        self._server: set[str] = set()
 
     def _start(self, response_id: str, created: int) -> bytes:
         rid = response_id if response_id.startswith("chatcmpl") else f"chatcmpl-{response_id or uuid.uuid4().hex}"
@@ -256,17 +260,35 @@ class Encoder:
             elif t == "start":
                 out.append(self._start(ev.response_id, ev.created))
             elif t == "tool-input-start":
-                out.append(self._tool(ev.call_id, ev.name, ""))
+                if ev.server is None:
+                    out.append(self._tool(ev.call_id, ev.name, ""))
+                else:
+                    self._server.add(ev.call_id)
             elif t == "tool-input-delta":
-                out.append(self._tool(ev.call_id, None, ev.delta))
+                if ev.call_id not in self._server:
+                    out.append(self._tool(ev.call_id, None, ev.delta))
             elif t == "tool-call":
-                if ev.call_id not in self._calls:  # arrived whole, without deltas
+                if ev.server is not None:
+                    if self.agent_steps:
+                        out.append(self._step({"type": "tool_call", "id": ev.call_id, "name": ev.name,
+                                               "arguments": ev.arguments, "server": ev.server}))
+                elif ev.call_id not in self._calls:  # arrived whole, without deltas
                     out.append(self._tool(ev.call_id, ev.name, ev.arguments))
+            elif t == "tool-result":
+                if self.agent_steps:
+                    out.append(self._step(_result_step(ev)))
+            elif t == "tool-approval-request":
+                if self.agent_steps:
+                    out.append(self._step({"type": "approval_request", "approval_id": ev.approval_id,
+                                           "id": ev.call_id, "name": ev.name, "server": ev.server}))
             elif t == "finish":
                 out.append(self._finish(ev.reason, ev.usage))
             elif t == "error":
                 out.append(self._error(ev.code, ev.message, ev.status))
         return b"".join(out)
+
+    def _step(self, step: dict[str, Any]) -> bytes:
+        return self._chunk(b'{"agent_step":' + orjson.dumps(step) + b"}")
 
     def _ensure_started(self) -> bytes:
         return b"" if self._head else self._start("", int(time.time()))
@@ -287,6 +309,11 @@ class Encoder:
                                         "code": code}})
 
 
+def _result_step(ev: Any) -> dict[str, Any]:
+    return {"type": "tool_result", "id": ev.call_id, "name": ev.name, "output": ev.output, "is_error": ev.is_error,
+            "server": ev.server, "elapsed": ev.elapsed}
+
+
 def error_type(status: int) -> str:
     return {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
             404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
@@ -298,15 +325,23 @@ def encode_error(err: SluicewayError) -> tuple[int, bytes]:
                                                "param": err.param, "code": err.code}})
 
 
-def encode_completion(c: Completion, model: str) -> bytes:
-    """The non-streaming ``chat.completion`` object."""
-    msg: dict[str, Any] = {"role": "assistant", "content": c.text if (c.text or not c.tool_calls) else None,
+def encode_completion(c: Completion, model: str, *, agent_steps: bool = False) -> bytes:
+    """The non-streaming ``chat.completion`` object. Tools the gateway ran
+    (agents) are left out of ``tool_calls``; ``agent_steps`` lists them."""
+    calls = [t for t in c.tool_calls if t.server is None]
+    msg: dict[str, Any] = {"role": "assistant", "content": c.text if (c.text or not calls) else None,
                            "refusal": None, "annotations": []}
     if c.reasoning_text:
         msg["reasoning_content"] = c.reasoning_text
-    if c.tool_calls:
+    if calls:
         msg["tool_calls"] = [{"id": t.call_id, "type": "function",
-                              "function": {"name": t.name, "arguments": t.arguments}} for t in c.tool_calls]
+                              "function": {"name": t.name, "arguments": t.arguments}} for t in calls]
+    if agent_steps and c.tool_results:
+        msg["agent_steps"] = [
+            *({"type": "tool_call", "id": t.call_id, "name": t.name, "arguments": t.arguments, "server": t.server}
+              for t in c.tool_calls if t.server is not None),
+            *({"type": "tool_result", "id": r.call_id, "name": r.name, "output": r.output, "is_error": r.is_error,
+               "server": r.server} for r in c.tool_results)]
     rid = c.response_id if c.response_id.startswith("chatcmpl") else f"chatcmpl-{c.response_id or uuid.uuid4().hex}"
     return orjson.dumps({
         "id": rid, "object": "chat.completion", "created": c.created or int(time.time()), "model": model,

@@ -106,16 +106,40 @@ def _call_item(item_id: str, status: str, call_id: str, name: str, args: str) ->
             "name": name}
 
 
+def _is_mcp(server: str | None) -> bool:
+    """A tool the gateway ran on an MCP server (agents); its own tools are function calls with outputs."""
+    return server is not None and server not in ("builtin", "python")
+
+
+def _mcp_item(item_id: str, status: str, server: str, name: str, args: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "mcp_call", "status": status, "server_label": server, "name": name,
+            "arguments": args, "output": None, "error": None}
+
+
+def _mcp_done(item: dict[str, Any], output: str, is_error: bool) -> dict[str, Any]:
+    if is_error:
+        return {**item, "status": "failed",
+                "error": {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": output}]}}
+    return {**item, "status": "completed", "output": output}
+
+
+def _output_item(item_id: str, call_id: str, output: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "function_call_output", "call_id": call_id, "output": output,
+            "status": "completed"}
+
+
 class _Open:
     """The output item being streamed."""
 
-    __slots__ = ("kind", "index", "id", "parts", "summary", "call_id", "name")
+    __slots__ = ("kind", "index", "id", "parts", "summary", "call_id", "name", "server")
 
-    def __init__(self, kind: str, index: int, item_id: str, call_id: str = "", name: str = "") -> None:
+    def __init__(self, kind: str, index: int, item_id: str, call_id: str = "", name: str = "",
+                 server: str = "") -> None:
         self.kind, self.index, self.id = kind, index, item_id
         self.parts: list[str] = []
         self.summary = False  # reasoning: summary part opened
         self.call_id, self.name = call_id, name
+        self.server = server  # kind "mcp": the MCP server's label
 
 
 class ResponseFold:
@@ -137,6 +161,7 @@ class ResponseFold:
         self.created = 0
         self.final: dict[str, Any] | None = None  # the terminal Response object
         self.done = False
+        self._mcp: dict[str, int] = {}  # agents: call id → output index of an mcp_call awaiting its result
 
     def _ev(self, out: list[bytes], type: str, **fields: Any) -> None:
         """A frame: only counted here (``Encoder`` writes it)."""
@@ -166,10 +191,9 @@ class ResponseFold:
                 self._ev(out, "response.reasoning_summary_text.delta", item_id=o.id, output_index=o.index,
                          summary_index=0, delta=ev.delta)
             elif t == "tool-input-delta":
-                if o is not None and o.kind == "call" and o.call_id == ev.call_id:
+                if o is not None and o.kind in ("call", "mcp") and o.call_id == ev.call_id:
                     o.parts.append(ev.delta)
-                    self._ev(out, "response.function_call_arguments.delta", item_id=o.id, output_index=o.index,
-                             delta=ev.delta)
+                    self._ev(out, _ARGS_DELTA[o.kind], item_id=o.id, output_index=o.index, delta=ev.delta)
             elif t == "text-start":
                 self._open_text(out)
             elif t == "text-end":
@@ -181,17 +205,20 @@ class ResponseFold:
             elif t == "reasoning-start":
                 self._open_reasoning(out)
             elif t == "tool-input-start":
-                self._open_call(out, ev.call_id, ev.name)
+                self._open_call(out, ev.call_id, ev.name, ev.server)
             elif t == "tool-call":
-                if o is None or o.kind != "call" or o.call_id != ev.call_id:
-                    o = self._open_call(out, ev.call_id, ev.name)
+                if o is None or o.kind not in ("call", "mcp") or o.call_id != ev.call_id:
+                    o = self._open_call(out, ev.call_id, ev.name, ev.server)
                 sent = "".join(o.parts)
                 if ev.arguments != sent and ev.arguments.startswith(sent):
                     rest = ev.arguments[len(sent):]
                     o.parts.append(rest)
-                    self._ev(out, "response.function_call_arguments.delta", item_id=o.id, output_index=o.index,
-                             delta=rest)
+                    self._ev(out, _ARGS_DELTA[o.kind], item_id=o.id, output_index=o.index, delta=rest)
                 self._close(out, arguments=ev.arguments)
+            elif t == "tool-result":
+                self._tool_result(out, ev.call_id, ev.output, ev.is_error)
+            elif t == "tool-approval-request":
+                self._approval(out, ev.approval_id, ev.call_id, ev.name, ev.server)
             elif t == "finish":
                 self._finish(out, ev.reason, ev.usage)
             elif t == "error":
@@ -226,9 +253,44 @@ class ResponseFold:
         rid = self.ids("rs")
         return self._added(out, _Open("reasoning", 0, rid), {"id": rid, "type": "reasoning", "summary": []})
 
-    def _open_call(self, out: list[bytes], call_id: str, name: str) -> _Open:
+    def _open_call(self, out: list[bytes], call_id: str, name: str, server: str | None = None) -> _Open:
+        if _is_mcp(server):
+            assert server is not None
+            mid = self.ids("mcp")
+            return self._added(out, _Open("mcp", 0, mid, call_id, name, server),
+                               _mcp_item(mid, "in_progress", server, name, ""))
         fid = self.ids("fc")
         return self._added(out, _Open("call", 0, fid, call_id, name), _call_item(fid, "in_progress", call_id, name, ""))
+
+    def _approval(self, out: list[bytes], approval_id: str, call_id: str, name: str, server: str | None) -> None:
+        """An ``mcp_approval_request`` item whose id is answered with
+        ``POST /api/agents/approvals/{id}`` (the run waits meanwhile)."""
+        self._close(out)
+        index = self._mcp.get(call_id)
+        args = self.output[index]["arguments"] if index is not None else "{}"
+        item = {"id": approval_id, "type": "mcp_approval_request", "server_label": server or "", "name": name,
+                "arguments": args}
+        index = len(self.output)
+        self.output.append(item)
+        self._ev(out, "response.output_item.added", output_index=index, item=item)
+        self._ev(out, "response.output_item.done", output_index=index, item=item)
+
+    def _tool_result(self, out: list[bytes], call_id: str, output: str, is_error: bool) -> None:
+        """A tool the gateway ran (agents): an MCP call's item completes with its
+        output; any other tool's result is a ``function_call_output`` item."""
+        index = self._mcp.pop(call_id, None)
+        if index is not None:
+            item = self.output[index] = _mcp_done(self.output[index], output, is_error)
+            self._ev(out, "response.mcp_call.failed" if is_error else "response.mcp_call.completed",
+                     item_id=item["id"], output_index=index)
+            self._ev(out, "response.output_item.done", output_index=index, item=item)
+            return
+        self._close(out)
+        item = _output_item(self.ids("fco"), call_id, output)
+        index = len(self.output)
+        self.output.append(item)
+        self._ev(out, "response.output_item.added", output_index=index, item={**item, "status": "in_progress"})
+        self._ev(out, "response.output_item.done", output_index=index, item=item)
 
     def _close(self, out: list[bytes], *, encrypted: str | None = None, arguments: str | None = None) -> None:
         o = self.open
@@ -250,6 +312,13 @@ class ResponseFold:
                 self._ev(out, "response.reasoning_summary_part.done", item_id=o.id, output_index=o.index,
                          summary_index=0, part={"type": "summary_text", "text": text})
             item = _reasoning_item(o.id, text, encrypted)
+        elif o.kind == "mcp":  # stays open until the gateway has run it (``_tool_result``)
+            args = arguments if arguments is not None else text
+            self._ev(out, "response.mcp_call_arguments.done", item_id=o.id, output_index=o.index, arguments=args)
+            self.output[o.index] = _mcp_item(o.id, "in_progress", o.server, o.name, args)
+            self._ev(out, "response.mcp_call.in_progress", item_id=o.id, output_index=o.index)
+            self._mcp[o.call_id] = o.index
+            return
         else:
             args = arguments if arguments is not None else text
             self._ev(out, "response.function_call_arguments.done", item_id=o.id, output_index=o.index,
@@ -294,8 +363,12 @@ class ResponseFold:
             self.output[o.index] = (
                 _message_item(o.id, "incomplete", [_text_part(text)]) if o.kind == "text"
                 else _reasoning_item(o.id, text) if o.kind == "reasoning"
+                else _mcp_item(o.id, "incomplete", o.server, o.name, text) if o.kind == "mcp"
                 else _call_item(o.id, "incomplete", o.call_id, o.name, text))
 
+
+
+_ARGS_DELTA = {"call": "response.function_call_arguments.delta", "mcp": "response.mcp_call_arguments.delta"}
 
 
 def _failed_code(status: int, code: str) -> str:
