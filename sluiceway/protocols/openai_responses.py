@@ -38,7 +38,11 @@ from .openai_responses_fold import (
     ResponseFold,
     ResponseShell,
     _call_item,
+    _is_mcp,
+    _mcp_done,
+    _mcp_item,
     _message_item,
+    _output_item,
     _reasoning_item,
     _text_part,
     continued_input,
@@ -133,6 +137,8 @@ def _input(raw: Any) -> list[Message]:
                       if isinstance(c, dict)]
             msg = assistant()
             msg.content.append(ReasoningPart("".join(texts), encrypted=item.get("encrypted_content")))
+        elif kind in ("mcp_call", "mcp_list_tools"):
+            continue  # a server step of an earlier answer (agents): the model needs only its outcome
         else:
             raise BadRequest(f"input item type {kind!r} is not supported", param=f"{w}.type")
     return out
@@ -259,7 +265,21 @@ def encode_completion(c: Completion, body: dict[str, Any], req: ChatRequest, *, 
     output: list[dict[str, Any]] = [_reasoning_item(ids("rs"), r.text, r.encrypted) for r in c.reasoning]
     if c.text:
         output.append(_message_item(ids("msg"), "completed", [_text_part(c.text)]))
-    output += [_call_item(ids("fc"), "completed", t.call_id, t.name, t.arguments) for t in c.tool_calls]
+    results = {r.call_id: r for r in c.tool_results}  # tools the gateway ran (agents), before the answer
+    steps: list[dict[str, Any]] = []
+    for t in c.tool_calls:
+        r = results.get(t.call_id)
+        if t.server is None or r is None:
+            continue
+        if _is_mcp(t.server):
+            steps.append(_mcp_done(_mcp_item(ids("mcp"), "completed", t.server, t.name, t.arguments),
+                                   r.output, r.is_error))
+        else:
+            steps += [_call_item(ids("fc"), "completed", t.call_id, t.name, t.arguments),
+                      _output_item(ids("fco"), t.call_id, r.output)]
+    output[len(c.reasoning):len(c.reasoning)] = steps
+    output += [_call_item(ids("fc"), "completed", t.call_id, t.name, t.arguments) for t in c.tool_calls
+               if t.server is None or t.call_id not in results]
     incomplete = INCOMPLETE.get(c.finish_reason or "stop")
     rid = rid or (c.response_id if c.response_id.startswith("resp_") else ids("resp"))
     resp = ResponseShell(body, req).build(rid, c.created or int(time.time()),
