@@ -21,6 +21,7 @@ from ..engine.gateway import Gateway
 from ..engine.runs import close_runs, open_runs
 from . import (
     admin_routes,
+    agent_routes,
     audio_routes,
     chat_routes,
     openai_routes,
@@ -138,6 +139,7 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     # modules that hand over plain Starlette routes (documented from them, below):
     routes += settings_routes.routes()  # /settings/*: providers added, edited, removed at runtime
     routes += audio_routes.routes()  # /v1/audio/speech, /v1/audio/transcriptions, /v1/voice (WebSocket)
+    routes += agent_routes.routes()  # /api/web/chat/stream: MiniOpenCode's agent event stream (seed 002)
     routes += workflow_routes.routes()  # model-compose's /api/workflows, /api/tasks; Langflow-style /api/v1/run
     middleware = [Middleware(HttpMetrics),  # outermost: every request counted, refused ones too
                   Middleware(RequestId),  # a refused request never reaches routing or auth
