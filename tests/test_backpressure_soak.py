@@ -68,7 +68,7 @@ def raw_request(port: int, model: str) -> socket.socket:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
     s.connect(("127.0.0.1", port))
     body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
               b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     return s
 
@@ -196,7 +196,7 @@ def test_stalled_reader_of_a_run_stream_is_dropped_and_the_run_still_completes(u
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
     s.connect(("127.0.0.1", port))
     body = json.dumps({"message": "x", "model": "up/bp-run"}).encode()
-    s.sendall(b"POST /chat/stream HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    s.sendall(b"POST /chat/stream HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
               b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     head = s.recv(4096)
     session_id = next(line.split(b": ", 1)[1].strip().decode() for line in head.split(b"\r\n")
