@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -61,6 +63,58 @@ class Screen:
         self.end_line()
         self.err.write((f"{RED if error else DIM}{text}{RESET}" if self.color else text) + "\n")
         self.err.flush()
+
+
+class Stopped(Exception):
+    """Ctrl-C during an answer."""
+
+
+async def interruptible(coro) -> None:  # noqa: ANN001
+    """Run ``coro``; Ctrl-C cancels it and raises ``Stopped``. Through the
+    loop's signal handler (a wakeup fd), not KeyboardInterrupt: SIGINT may land
+    on a library's thread, and a loop idle on a silent upstream would not see it."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    hit = False
+
+    def on_sigint() -> None:
+        nonlocal hit
+        hit = True
+        task.cancel()  # type: ignore[union-attr]
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        await coro
+    except asyncio.CancelledError:
+        if not hit:
+            raise
+        task.uncancel()  # type: ignore[union-attr]
+        raise Stopped from None
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)  # back to KeyboardInterrupt at the prompt
+
+
+class Prompt:
+    """Reads lines from the terminal waking every 0.1 s, so Ctrl-C at the
+    prompt raises KeyboardInterrupt at once even when the signal was delivered
+    to another thread (a blocking input() would wait for Enter)."""
+
+    def __init__(self, fd: int, out: TextIO) -> None:
+        self.fd, self.out, self.pending = fd, out, b""
+
+    def __call__(self, prompt: str) -> str:
+        self.out.write(prompt)
+        self.out.flush()
+        while b"\n" not in self.pending:
+            if not select.select([self.fd], [], [], 0.1)[0]:
+                continue
+            chunk = os.read(self.fd, 4096)
+            if not chunk:  # Ctrl-D
+                if not self.pending:
+                    raise EOFError
+                break
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line.decode("utf-8", "replace")
 
 
 @dataclass
@@ -134,9 +188,9 @@ def run(cfg: Config, *, model: str | None, system: str | None, max_tokens: int |
             turn = Turn()
             t0 = time.perf_counter()
             try:
-                runner.run(answer(gw, ChatRequest(model=model, messages=list(history), max_tokens=max_tokens),
-                                  screen, turn))
-            except KeyboardInterrupt:  # asyncio.Runner cancelled the answer: stop it, keep the session
+                runner.run(interruptible(answer(gw, ChatRequest(model=model, messages=list(history),
+                                                                max_tokens=max_tokens), screen, turn)))
+            except (Stopped, KeyboardInterrupt):  # the answer was stopped; the session goes on
                 screen.notice("[stopped]")
             except SluicewayError as e:
                 turn.error = e.message
@@ -163,11 +217,12 @@ def run(cfg: Config, *, model: str | None, system: str | None, max_tokens: int |
                     screen.notice("sluiceway chat: nothing to ask (empty prompt)")
                     return 2
                 return 1 if ask(text).error else 0
+            read_line = Prompt(sys.stdin.fileno(), screen.err)
             screen.notice(f"chatting with {model or '(no model)'} — Ctrl-C stops an answer; "
                           "Ctrl-D or Ctrl-C at the prompt leaves")
             while True:
                 try:
-                    line = input("you> ")
+                    line = read_line("you> ")
                 except (EOFError, KeyboardInterrupt):  # leave at once, no second confirmation
                     screen.err.write("\n")
                     return 0

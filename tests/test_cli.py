@@ -7,6 +7,7 @@ against the scripted upstream."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pty
 import re
@@ -45,6 +46,7 @@ def workdir(tmp_path):
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("SLUICEWAY_") and k != "NO_COLOR"}
     e["PYTHONPATH"] = str(ROOT)
+    e["PYTHONFAULTHANDLER"] = "1"
     return e
 
 
@@ -155,6 +157,10 @@ class Terminal:
                 os.close(self.fd)
                 return os.waitstatus_to_exitcode(status)
             if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER: where it hangs goes to the terminal
+                time.sleep(1)
+                with contextlib.suppress(OSError):
+                    self.seen += os.read(self.fd, 65536).decode("utf-8", "replace")
                 os.kill(self.pid, signal.SIGKILL)
                 raise AssertionError(f"chat did not exit: {self.seen[-300:]!r}")
             if select.select([self.fd], [], [], 0.2)[0]:
