@@ -38,15 +38,19 @@ def serve(args: argparse.Namespace) -> int:
     cfg = _config(args)
     from .engine.tracing import setup_tracing
 
+    # with --log-format json every line is JSON, the banner too
+    say = (lambda msg: print(f"sluiceway: {msg}", flush=True)) if args.log_format != "json" else \
+        logging.getLogger("sluiceway").info
     if setup_tracing(cfg.telemetry.otlp_endpoint, service_name=cfg.telemetry.service_name):
-        print("sluiceway: OpenTelemetry traces on", flush=True)
+        say("OpenTelemetry traces on")
     host = args.host or cfg.server.host
     port = args.port or cfg.server.port
     gateway = Gateway(cfg)
     app = create_app(cfg, gateway)
     names = ", ".join([*sorted(gateway.router.routes), *(f"{p}/*" for p in gateway.providers)]) or "(none)"
-    print(f"sluiceway: chat UI at http://{host}:{port}/  ·  OpenAI base URL http://{host}:{port}/v1", flush=True)
-    print(f"sluiceway: models: {names}; providers: {', '.join(gateway.providers)}", flush=True)
+    say(f"chat UI at http://{host}:{port}/  ·  OpenAI base URL http://{host}:{port}/v1")
+    say(f"models: {names}; providers: {', '.join(gateway.providers)}")
+    app.state.access_log = args.access_log  # our access entries (server/observe.py), with fields
     class Server(uvicorn.Server):
         async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
             # Start winding runs down at the signal, not after uvicorn's drain:
@@ -63,7 +67,7 @@ def serve(args: argparse.Namespace) -> int:
             await asyncio.gather(*stopping)
 
     # log_config=None: uvicorn's loggers go through our handler (request ids, JSON)
-    Server(uvicorn.Config(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log,
+    Server(uvicorn.Config(app, host=host, port=port, log_level=args.log_level, access_log=False,
                           timeout_graceful_shutdown=10, lifespan="on", log_config=None,
                           http=guarded_protocol(cfg.server.header_timeout, cfg.server.body_timeout))).run()
     return 0

@@ -6,9 +6,12 @@ from the environment (``SLUICEWAY_SERVER__PORT``)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -213,3 +216,37 @@ def test_env_overrides_leave_other_variables_alone():
     assert env_overrides({"server": {"port": 1}}, env) == {"server": {"port": 1}}
     with pytest.raises(ConfigError, match="server is not a section"):
         env_overrides({"server": "x"}, {"SLUICEWAY_SERVER__PORT": "1"})
+
+
+# ---------------------------------------------------------------- structured logs
+
+
+def test_json_logs_from_the_first_line_with_access_fields(upstream, tmp_path):
+    upstream.add("ops-log", chat_text_stream(["logged"], usage={"prompt_tokens": 3, "completion_tokens": 1,
+                                                                "total_tokens": 4}))
+    (tmp_path / "sluiceway.yaml").write_text(
+        f"embedded: false\nstore:\n  url: sqlite+aiosqlite:///{tmp_path}/s.db\n")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICEWAY_")}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "sluiceway"), "serve", "--port", str(port),
+                             "--host", "127.0.0.1", "--log-format", "json", "--access-log",
+                             "--provider", f"up=openai,base_url={upstream.url}/v1,api_key=k"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_port(port)
+        body = {"model": "up/ops-log", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                          headers={"x-request-id": "req-ops-1"}).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/nope").status_code == 404
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    docs = [json.loads(ln) for ln in lines]  # every line, the banner first, is JSON
+    assert any("chat UI at" in d["message"] for d in docs)
+    access = [d for d in docs if d["logger"] == "sluiceway.access"]
+    chat = next(d for d in access if d["path"] == "/v1/chat/completions")
+    assert chat["method"] == "POST" and chat["status"] == 200 and chat["latency_ms"] >= 0
+    assert chat["request_id"] == "req-ops-1" and chat["model"] == "up/ops-log" and chat["provider"] == "up"
+    assert chat["output_tokens"] == 1 and chat["input_tokens"] == 3 and "key_id" in chat
+    assert any(d["path"] == "/nope" and d["status"] == 404 for d in access)

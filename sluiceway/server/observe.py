@@ -18,6 +18,9 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
                "logger": record.name, "message": record.getMessage(), "request_id": request_id.get()}
+        fields = getattr(record, "access", None)  # an access entry: its fields, not only a sentence
+        if fields:
+            doc.update(fields)
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(doc).decode()
@@ -40,12 +43,20 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations chatter at every start
 
 
+access_log = logging.getLogger("sluiceway.access")
+
+
 class HttpMetrics:
     """Pure ASGI: every HTTP request counted once, with its route (the path
     template, so ids do not explode the label set), method, status and outcome,
     and its latency up to the end of the response body: also the requests a
     stream observer never sees (refused by auth or limits, failing before the
-    first token, 404s). Cost: one perf_counter pair and two label lookups."""
+    first token, 404s). Cost: one perf_counter pair and two label lookups.
+
+    With ``app.state.access_log`` it also writes the access entry (logger
+    ``sluiceway.access``): method, path, status, latency, outcome, and what the
+    route left in ``request.state.access`` (model, provider, tokens) and the
+    caller's key id; JSON logs carry them as fields."""
 
     def __init__(self, app) -> None:  # noqa: ANN001
         self.app = app
@@ -81,5 +92,24 @@ class HttpMetrics:
             outcome = ("disconnect" if gone and not finished else "ok" if status < 400
                        else "client_error" if status < 500 else "error")
             method, code = scope["method"], str(status)
+            took = time.perf_counter() - t0
             metrics.http_requests.labels(method, label, code, outcome).inc()
-            metrics.http_latency.labels(method, label, code).observe(time.perf_counter() - t0)
+            metrics.http_latency.labels(method, label, code).observe(took)
+            if getattr(scope["app"].state, "access_log", False):
+                log_access(scope, status, outcome, took)
+
+
+def log_access(scope, status: int, outcome: str, took: float) -> None:  # noqa: ANN001
+    state = scope.get("state") or {}
+    principal = state.get("principal")
+    fields = {"method": scope["method"], "path": scope["path"], "status": status,
+              "latency_ms": round(took * 1000, 1), "outcome": outcome,
+              "key_id": getattr(principal, "key_id", None), "request_id": state.get("request_id", "-")}
+    route = state.get("access")
+    if route:
+        usage = route.get("usage")  # the stream's metrics observer: its token counts once it ended
+        fields.update(model=route.get("model"), provider=route.get("provider"),
+                      deployment=route.get("deployment"),
+                      input_tokens=getattr(usage, "input", None), output_tokens=getattr(usage, "output", None))
+    access_log.info("%s %s %d %.1fms", fields["method"], fields["path"], status, fields["latency_ms"],
+                    extra={"access": fields})

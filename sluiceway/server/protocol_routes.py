@@ -129,6 +129,8 @@ async def serve(request: Request, proto: Protocol) -> Any:
     metrics = MetricsObserver(state.gateway.metrics, proto.name, req.model, t0, headers=request.headers,
                              deployment=opened.deployment.label)
     observers = grant.observers(metrics)
+    request.state.access = {"model": req.model, "provider": opened.deployment.provider.name,  # access log
+                            "deployment": opened.deployment.label, "usage": metrics}
     # the response names the model that answered; the name asked for goes in a header
     alias = alias_header(req.model, opened.deployment.label)
     answered = replace(req, model=opened.deployment.label)
