@@ -51,6 +51,12 @@ async def index(request: Request) -> Response:
     return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS, media_type="text/html")
 
 
+async def docs(request: Request) -> Response:
+    """The API docs page: renders /openapi.json in the browser with our own
+    script (docs.js), no CDN; the document itself keeps its own access rule."""
+    return FileResponse(WEB_DIR / "docs.html", headers=PAGE_HEADERS, media_type="text/html")
+
+
 async def vendor(request: Request) -> Response:
     name = request.path_params["name"]
     path = VENDOR_DIR / name if name in VENDOR else None
@@ -81,6 +87,8 @@ def ops() -> list[Op]:
     return [
         Op("GET", "/", index, "The chat UI", "ui", "index", html, security=PUBLIC, raw=True),
         Op("GET", "/index.html", index, "The chat UI", "ui", "indexHtml", html, security=PUBLIC, raw=True),
+        Op("GET", "/docs", docs, "API docs (rendered from /openapi.json)", "ui", "docs", html,
+           security=PUBLIC, raw=True),
         Op("GET", "/vendor/{name}", vendor, "The UI's vendored JavaScript libraries", "ui", "vendor",
            {"200": {"description": "A file"}, "404": {"description": "Not found"}},
            (path("name", s(minLength=1, maxLength=100)),), security=PUBLIC, raw=True),
