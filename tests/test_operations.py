@@ -182,6 +182,9 @@ def test_metrics_count_every_request_with_status_and_outcome(upstream):
     assert series(text, "sluiceway_http_requests_total", route="unmatched", status="404") == 1
     assert series(text, "sluiceway_http_request_duration_seconds_count", route=route) == 4
     assert series(text, "sluiceway_http_request_duration_seconds_bucket", route=route, status="200", le="+Inf") == 1
+    assert series(text, "sluiceway_time_to_first_token_seconds_count", model="up/ops-ok", provider="up") == 1
+    assert series(text, "sluiceway_stream_duration_seconds_count", model="up/ops-ok", provider="up",
+                  outcome="complete") == 1
     assert "process_resident_memory_bytes" in text and "python_info{" in text and "python_gc_objects_collected_total" in text
 
 

@@ -150,7 +150,7 @@ def test_cancellations_and_ttft_are_in_metrics(upstream, make_server):
     while metric(srv, "sluiceway_cancellations_total") < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert metric(srv, "sluiceway_cancellations_total") == 1
-    assert metric(srv, 'sluiceway_time_to_first_token_seconds_count{model="up/r-quick"}') == 1
+    assert metric(srv, 'sluiceway_time_to_first_token_seconds_count{model="up/r-quick",provider="up"}') == 1
     assert metric(srv, "sluiceway_active_streams") == 0
 
 

@@ -25,7 +25,10 @@ class Metrics:
         self.requests = Counter("sluiceway_requests", "Requests by protocol, model and outcome",
                                 ["protocol", "model", "outcome"], registry=r)
         self.ttft = Histogram("sluiceway_time_to_first_token_seconds", "Request start to first content event",
-                              ["model"], buckets=TTFT_BUCKETS, registry=r)
+                              ["model", "provider"], buckets=TTFT_BUCKETS, registry=r)
+        self.stream_duration = Histogram("sluiceway_stream_duration_seconds",
+                                         "Request start to the end of its stream, by model, provider and outcome",
+                                         ["model", "provider", "outcome"], buckets=LATENCY_BUCKETS, registry=r)
         self.tokens_per_s = Histogram("sluiceway_output_tokens_per_second", "Output tokens/s after first token",
                                       ["model"], buckets=RATE_BUCKETS, registry=r)
         self.tokens = Counter("sluiceway_tokens", "Tokens by direction", ["model", "direction"], registry=r)

@@ -16,12 +16,13 @@ class MetricsObserver:
     """Looks at the first and last event of each batch only, so it costs
     next to nothing per chunk."""
 
-    __slots__ = ("m", "protocol", "model", "t0", "first_at", "output", "input", "outcome", "_ended", "span",
-                 "reason")
+    __slots__ = ("m", "protocol", "model", "provider", "t0", "first_at", "output", "input", "outcome", "_ended",
+                 "span", "reason")
 
     def __init__(self, metrics: Metrics, protocol: str, model: str, t0: float, *,
                  headers: Mapping[str, str] | None = None, deployment: str | None = None) -> None:
         self.m, self.protocol, self.model, self.t0 = metrics, protocol, model, t0
+        self.provider = (deployment or "").partition("/")[0]
         self.first_at: float | None = None
         self.output = self.input = 0
         self.outcome = "complete"
@@ -36,7 +37,7 @@ class MetricsObserver:
     def batch(self, events: list[Event]) -> None:
         if self.first_at is None:
             self.first_at = time.perf_counter()
-            self.m.ttft.labels(self.model).observe(self.first_at - self.t0)
+            self.m.ttft.labels(self.model, self.provider).observe(self.first_at - self.t0)
             if self.span is not None:
                 self.span.add_event("first_token")
         last = events[-1] if events else None
@@ -60,6 +61,7 @@ class MetricsObserver:
             self.outcome = "disconnect"
             m.cancellations.inc()
         m.requests.labels(self.protocol, self.model, self.outcome).inc()
+        m.stream_duration.labels(self.model, self.provider, self.outcome).observe(time.perf_counter() - self.t0)
         if self.span is not None:
             self.span.set_attributes({"gen_ai.usage.input_tokens": self.input,
                                       "gen_ai.usage.output_tokens": self.output,
