@@ -86,6 +86,17 @@ def test_chat_completions_steps_on_request(upstream: FakeUpstream, srv: ServerTh
     assert "agent_steps" not in upstream.last("agp-chat").body  # an extension for us, never sent upstream
 
 
+def test_chat_completions_steps_on_request_non_streamed(upstream: FakeUpstream, srv: ServerThread) -> None:
+    script(upstream, "chat")
+    done = oai(srv).chat.completions.create(model="agent/chat", extra_body={"agent_steps": True},
+                                            messages=[{"role": "user", "content": "weather and 6*7?"}])
+    msg = done.choices[0].message
+    steps = msg.model_extra["agent_steps"]
+    assert {s["name"] for s in steps if s["type"] == "tool_call"} >= {"calculator"}
+    assert any(s["type"] == "tool_result" and s["output"] == "42" for s in steps)
+    assert msg.content == FINAL and not msg.tool_calls
+
+
 def test_responses_show_function_call_outputs_and_mcp_calls(upstream: FakeUpstream, srv: ServerThread) -> None:
     script(upstream, "resp")
     events = list(oai(srv).responses.create(model="agent/resp", input="weather and 6*7?", stream=True))

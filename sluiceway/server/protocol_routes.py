@@ -202,7 +202,7 @@ CHAT = Protocol(
     "openai-chat", chat.decode_request, chat.encode_error,
     lambda request, body, req: chat.Encoder(body, req),
     chat.wants_stream,
-    lambda c, body, req: chat.encode_completion(c, req.model),
+    lambda c, body, req: chat.encode_completion(c, req.model, agent_steps=body.get("agent_steps") is True),
 )
 
 MESSAGES = Protocol(
