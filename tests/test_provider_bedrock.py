@@ -29,13 +29,8 @@ from sluiceway.core import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from sluiceway.providers.bedrock import (
-    BedrockProvider,
-    BedrockSettings,
-    ConverseAdapter,
-    decode_messages,
-    request_body,
-)
+from sluiceway.providers.bedrock import BedrockProvider, BedrockSettings
+from sluiceway.providers.bedrock_wire import ConverseAdapter, decode_messages, request_body
 
 from .providers.eventstream import EVENTSTREAM as EVENTSTREAM_TYPE
 from .providers.eventstream import event, exception, frame
