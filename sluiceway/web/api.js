@@ -77,7 +77,18 @@ function usageOf(u) {
  * `signal` fires (aborting the fetch closes the connection, which is how the
  * server learns to cancel the upstream).
  */
-export async function* streamReply({ model, system, messages, temperature, maxTokens, signal }) {
+/** top_p, reasoning_effort, seed and stop from the settings panel, as request fields (unset ones left out). */
+export function samplingParams({ topP, reasoningEffort, seed, stop } = {}) {
+  const out = {};
+  if (topP !== undefined && topP !== null && topP !== "") out.top_p = Number(topP);
+  if (reasoningEffort) out.reasoning_effort = reasoningEffort;
+  if (seed !== undefined && seed !== null && seed !== "") out.seed = Math.trunc(Number(seed));
+  const stops = String(stop || "").split("\n").filter((s) => s !== "");
+  if (stops.length) out.stop = stops.slice(0, 4);
+  return out;
+}
+
+export async function* streamReply({ model, system, messages, temperature, maxTokens, extra, signal }) {
   const body = {
     model,
     messages: toWireMessages(system, messages),
@@ -86,6 +97,7 @@ export async function* streamReply({ model, system, messages, temperature, maxTo
   };
   if (temperature != null && temperature !== "") body.temperature = Number(temperature);
   if (maxTokens) body.max_tokens = Number(maxTokens);
+  Object.assign(body, extra || {});
   const resp = await fetch(url("v1/chat/completions"), {
     method: "POST",
     headers: withAuth({ "content-type": "application/json", accept: "text/event-stream" }),

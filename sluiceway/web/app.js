@@ -4,7 +4,7 @@
 // the server offers it, else this browser's storage (store.js) with
 // /v1/chat/completions (api.js). `?store=local` forces the second.
 
-import { ApiError, listModels, streamReply } from "./api.js";
+import { ApiError, listModels, samplingParams, streamReply } from "./api.js";
 import { getApiKey, setApiKey } from "./auth.js";
 import { ICONS, paintIcons } from "./icons.js";
 import { copyText, loadMarkdown, markdownAvailable } from "./markdown.js";
@@ -16,7 +16,8 @@ import { Voice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 let store = null; // ServerSessionStore when the server keeps chats, else LocalSessionStore (this browser)
-const DEFAULTS = { model: "", system: "", temperature: 0.7, maxTokens: "" };
+const DEFAULTS = { model: "", system: "", temperature: 0.7, maxTokens: "", topP: "", reasoningEffort: "", seed: "",
+  stop: "" };
 const LAST_SETTINGS = "sluiceway.lastSettings";
 
 const state = {
@@ -94,6 +95,10 @@ function showSettings(s) {
   $("temperature").value = st.temperature;
   $("temperature-out").textContent = Number(st.temperature).toFixed(2);
   $("max-tokens").value = st.maxTokens;
+  $("top-p").value = st.topP;
+  $("reasoning-effort").value = st.reasoningEffort;
+  $("seed").value = st.seed;
+  $("stop-seqs").value = st.stop;
   $("empty-model").textContent = st.model || "the selected model";
 }
 
@@ -105,6 +110,10 @@ function settingsChanged() {
     system: $("system").value,
     temperature: Number($("temperature").value),
     maxTokens: $("max-tokens").value,
+    topP: $("top-p").value,
+    reasoningEffort: $("reasoning-effort").value,
+    seed: $("seed").value,
+    stop: $("stop-seqs").value,
   };
   $("temperature-out").textContent = s.settings.temperature.toFixed(2);
   $("empty-model").textContent = s.settings.model || "the selected model";
@@ -414,7 +423,7 @@ async function generate({ text = null, user = null } = {}) {
   try {
     if (!settings.model) throw new ApiError("No model is available: configure a provider and reload.", 0);
     const opts = { model: settings.model, system: settings.system, temperature: settings.temperature,
-      maxTokens: settings.maxTokens, signal };
+      maxTokens: settings.maxTokens, extra: samplingParams(settings), signal };
     let stream = store.server
       ? streamTurn({ ...opts, sessionId: s.draft ? undefined : s.id, text, cursor: run.cursor })
       : streamReply({ ...opts, messages: history });
@@ -760,6 +769,8 @@ function wire() {
   $("system").addEventListener("input", settingsChanged);
   $("temperature").addEventListener("input", settingsChanged);
   $("max-tokens").addEventListener("input", settingsChanged);
+  for (const id of ["top-p", "seed", "stop-seqs"]) $(id).addEventListener("input", settingsChanged);
+  $("reasoning-effort").addEventListener("change", settingsChanged);
   $("toggle-settings").addEventListener("click", () => {
     const panel = $("settings");
     panel.hidden = !panel.hidden;

@@ -97,7 +97,8 @@ export class ServerSessionStore {
 
   _settings(row) {
     const p = this.params[row.id] || {};
-    return { model: row.model || "", system: row.system || "", temperature: p.temperature, maxTokens: p.maxTokens };
+    return { model: row.model || "", system: row.system || "", temperature: p.temperature, maxTokens: p.maxTokens,
+      topP: p.topP, reasoningEffort: p.reasoningEffort, seed: p.seed, stop: p.stop };
   }
 
   _session(row, messages) {
@@ -215,7 +216,8 @@ export class ServerSessionStore {
   }
 
   _saveParams(id, st) {
-    this.params[id] = { temperature: st.temperature, maxTokens: st.maxTokens };
+    this.params[id] = { temperature: st.temperature, maxTokens: st.maxTokens, topP: st.topP,
+      reasoningEffort: st.reasoningEffort, seed: st.seed, stop: st.stop };
     this._flushParams();
   }
 
@@ -311,8 +313,8 @@ async function openStream(path, init) {
 }
 
 /** Start a turn in a stored session: POST /chat/stream. The first event is {type: "run", run_id, ...}. */
-export async function* streamTurn({ sessionId, text, model, system, temperature, maxTokens, signal, cursor }) {
-  const params = {};
+export async function* streamTurn({ sessionId, text, model, system, temperature, maxTokens, extra, signal, cursor }) {
+  const params = { ...(extra || {}) };
   if (temperature != null && temperature !== "") params.temperature = Number(temperature);
   if (maxTokens) params.max_tokens = Number(maxTokens);
   const body = { session_id: sessionId, message: text, model: model || undefined, system: system || undefined, params };
