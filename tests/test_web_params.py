@@ -63,3 +63,35 @@ def test_sampling_parameters_reach_the_upstream(upstream, store):
                 browser.close()
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("store", ["local", "server"])
+def test_export_button_downloads_the_chat(upstream, store, tmp_path):
+    name = f"ui-export-{store}"
+    upstream.add(name, chat_text_stream(["Rivers ", "run to the sea."]))
+    db = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='sw-ui-')}/c.db"
+    srv = ServerThread(create_app(make_config(upstream, store={"url": db}, models={"exp": [f"up/{name}"]}))).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_context(accept_downloads=True).new_page()
+                page.goto(f"{srv.url}/" + ("?store=local" if store == "local" else ""))
+                page.wait_for_selector("html[data-ready]", timeout=15000)
+                page.select_option("#model", "exp")
+                page.fill("#input", "Where do rivers go?")
+                page.press("#input", "Enter")
+                expect(page.locator("#messages .msg.assistant").last).to_have_attribute("data-status", "complete",
+                                                                                        timeout=15000)
+                with page.expect_download() as info:
+                    page.click("#export-chat")
+                download = info.value
+                path = tmp_path / "chat.md"
+                download.save_as(path)
+            finally:
+                browser.close()
+    finally:
+        srv.stop()
+    text = path.read_text()
+    assert download.suggested_filename.endswith(".md")
+    assert "Where do rivers go?" in text and "Rivers run to the sea." in text

@@ -13,6 +13,7 @@ import { getTrace, resumeRun, ServerSessionStore, serverHasSessions, stopRun, st
 import { LocalSessionStore, newId } from "./store.js";
 import { wireProviders } from "./providers.js";
 import { Voice } from "./voice.js";
+import { exportChat } from "./export.js";
 
 const $ = (id) => document.getElementById(id);
 let store = null; // ServerSessionStore when the server keeps chats, else LocalSessionStore (this browser)
@@ -771,6 +772,10 @@ function wire() {
   $("max-tokens").addEventListener("input", settingsChanged);
   for (const id of ["top-p", "seed", "stop-seqs"]) $(id).addEventListener("input", settingsChanged);
   $("reasoning-effort").addEventListener("change", settingsChanged);
+  $("export-chat").addEventListener("click", () => {
+    if (!state.session || !state.session.messages.length) return;
+    exportChat(state.session, store.server).catch((e) => console.warn("sluiceway: export failed", e));
+  });
   $("toggle-settings").addEventListener("click", () => {
     const panel = $("settings");
     panel.hidden = !panel.hidden;
