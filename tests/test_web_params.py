@@ -95,3 +95,37 @@ def test_export_button_downloads_the_chat(upstream, store, tmp_path):
     text = path.read_text()
     assert download.suggested_filename.endswith(".md")
     assert "Where do rivers go?" in text and "Rivers run to the sea." in text
+
+
+@pytest.mark.parametrize("store", ["local", "server"])
+def test_stream_setting_off_asks_without_streaming(upstream, store):
+    name = f"ui-nostream-{store}"
+    upstream.add(name, chat_text_stream(["all ", "at once"]))
+    db = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='sw-ui-')}/c.db"
+    srv = ServerThread(create_app(make_config(upstream, store={"url": db}, models={"ns": [f"up/{name}"]}))).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page()
+                posts: list[tuple[str, str]] = []
+                page.on("request", lambda r: posts.append((r.url, r.post_data or "")) if r.method == "POST" else None)
+                page.goto(f"{srv.url}/" + ("?store=local" if store == "local" else ""))
+                page.wait_for_selector("html[data-ready]", timeout=15000)
+                page.select_option("#model", "ns")
+                page.click("#toggle-settings")
+                page.uncheck("#stream")
+                page.fill("#input", "hi")
+                page.press("#input", "Enter")
+                reply = page.locator("#messages .msg.assistant").last
+                expect(reply).to_have_attribute("data-status", "complete", timeout=15000)
+                expect(reply.locator(".content")).to_contain_text("all at once")
+            finally:
+                browser.close()
+    finally:
+        srv.stop()
+    asked = [(u, d) for u, d in posts if u.endswith(("/v1/chat/completions", "/chat", "/chat/stream"))]
+    if store == "local":
+        assert len(asked) == 1 and asked[0][0].endswith("/v1/chat/completions") and '"stream":false' in asked[0][1]
+    else:
+        assert [u.rsplit("/", 1)[-1] for u, _ in asked] == ["chat"]  # POST /chat, not /chat/stream

@@ -88,6 +88,33 @@ export function samplingParams({ topP, reasoningEffort, seed, stop } = {}) {
   return out;
 }
 
+/** The same reply without streaming (the "Stream replies" setting off): one
+ * request with stream: false, its answer given as the same events at once. */
+export async function* completeReply({ model, system, messages, temperature, maxTokens, extra, signal }) {
+  const body = { model, messages: toWireMessages(system, messages), stream: false };
+  if (temperature != null && temperature !== "") body.temperature = Number(temperature);
+  if (maxTokens) body.max_tokens = Number(maxTokens);
+  Object.assign(body, extra || {});
+  const resp = await fetch(url("v1/chat/completions"), {
+    method: "POST",
+    headers: withAuth({ "content-type": "application/json" }),
+    body: JSON.stringify(body),
+    signal,
+  });
+  if (!resp.ok) throw await failure(resp);
+  const data = await resp.json();
+  const choice = (data.choices || [])[0] || {};
+  const m = choice.message || {};
+  const thinking = m.reasoning_content ?? m.reasoning;
+  if (thinking) yield { type: "reasoning", delta: thinking };
+  if (m.content) yield { type: "text", delta: m.content };
+  for (const [i, tc] of (m.tool_calls || []).entries()) {
+    yield { type: "tool", index: i, id: tc.id, name: tc.function?.name, args: tc.function?.arguments || "" };
+  }
+  if (choice.finish_reason) yield { type: "finish", reason: choice.finish_reason };
+  if (data.usage) yield { type: "usage", usage: usageOf(data.usage) };
+}
+
 export async function* streamReply({ model, system, messages, temperature, maxTokens, extra, signal }) {
   const body = {
     model,

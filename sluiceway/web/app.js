@@ -4,12 +4,14 @@
 // the server offers it, else this browser's storage (store.js) with
 // /v1/chat/completions (api.js). `?store=local` forces the second.
 
-import { ApiError, listModels, samplingParams, streamReply } from "./api.js";
+import { ApiError, completeReply, listModels, samplingParams, streamReply } from "./api.js";
 import { getApiKey, setApiKey } from "./auth.js";
 import { ICONS, paintIcons } from "./icons.js";
 import { copyText, loadMarkdown, markdownAvailable } from "./markdown.js";
 import { AssistantView, h, userMessageEl } from "./messages.js";
-import { getTrace, resumeRun, ServerSessionStore, serverHasSessions, stopRun, streamTurn } from "./sessions_api.js";
+import {
+  completeTurn, getTrace, resumeRun, ServerSessionStore, serverHasSessions, stopRun, streamTurn,
+} from "./sessions_api.js";
 import { LocalSessionStore, newId } from "./store.js";
 import { wireProviders } from "./providers.js";
 import { Voice } from "./voice.js";
@@ -18,7 +20,7 @@ import { exportChat } from "./export.js";
 const $ = (id) => document.getElementById(id);
 let store = null; // ServerSessionStore when the server keeps chats, else LocalSessionStore (this browser)
 const DEFAULTS = { model: "", system: "", temperature: 0.7, maxTokens: "", topP: "", reasoningEffort: "", seed: "",
-  stop: "" };
+  stop: "", stream: true };
 const LAST_SETTINGS = "sluiceway.lastSettings";
 
 const state = {
@@ -100,6 +102,7 @@ function showSettings(s) {
   $("reasoning-effort").value = st.reasoningEffort;
   $("seed").value = st.seed;
   $("stop-seqs").value = st.stop;
+  $("stream").checked = st.stream !== false;
   $("empty-model").textContent = st.model || "the selected model";
 }
 
@@ -115,6 +118,7 @@ function settingsChanged() {
     reasoningEffort: $("reasoning-effort").value,
     seed: $("seed").value,
     stop: $("stop-seqs").value,
+    stream: $("stream").checked,
   };
   $("temperature-out").textContent = s.settings.temperature.toFixed(2);
   $("empty-model").textContent = s.settings.model || "the selected model";
@@ -425,9 +429,10 @@ async function generate({ text = null, user = null } = {}) {
     if (!settings.model) throw new ApiError("No model is available: configure a provider and reload.", 0);
     const opts = { model: settings.model, system: settings.system, temperature: settings.temperature,
       maxTokens: settings.maxTokens, extra: samplingParams(settings), signal };
+    const streamed = settings.stream !== false; // off: one non-streaming request (POST /chat, stream: false)
     let stream = store.server
-      ? streamTurn({ ...opts, sessionId: s.draft ? undefined : s.id, text, cursor: run.cursor })
-      : streamReply({ ...opts, messages: history });
+      ? (streamed ? streamTurn : completeTurn)({ ...opts, sessionId: s.draft ? undefined : s.id, text, cursor: run.cursor })
+      : (streamed ? streamReply : completeReply)({ ...opts, messages: history });
     for (let attempt = 1; ; attempt++) {
       try {
         msg.status = await consume(run, stream);
@@ -772,6 +777,7 @@ function wire() {
   $("max-tokens").addEventListener("input", settingsChanged);
   for (const id of ["top-p", "seed", "stop-seqs"]) $(id).addEventListener("input", settingsChanged);
   $("reasoning-effort").addEventListener("change", settingsChanged);
+  $("stream").addEventListener("change", settingsChanged);
   $("export-chat").addEventListener("click", () => {
     if (!state.session || !state.session.messages.length) return;
     exportChat(state.session, store.server).catch((e) => console.warn("sluiceway: export failed", e));

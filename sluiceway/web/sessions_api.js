@@ -98,7 +98,7 @@ export class ServerSessionStore {
   _settings(row) {
     const p = this.params[row.id] || {};
     return { model: row.model || "", system: row.system || "", temperature: p.temperature, maxTokens: p.maxTokens,
-      topP: p.topP, reasoningEffort: p.reasoningEffort, seed: p.seed, stop: p.stop };
+      topP: p.topP, reasoningEffort: p.reasoningEffort, seed: p.seed, stop: p.stop, stream: p.stream };
   }
 
   _session(row, messages) {
@@ -217,7 +217,7 @@ export class ServerSessionStore {
 
   _saveParams(id, st) {
     this.params[id] = { temperature: st.temperature, maxTokens: st.maxTokens, topP: st.topP,
-      reasoningEffort: st.reasoningEffort, seed: st.seed, stop: st.stop };
+      reasoningEffort: st.reasoningEffort, seed: st.seed, stop: st.stop, stream: st.stream };
     this._flushParams();
   }
 
@@ -325,6 +325,26 @@ export async function* streamTurn({ sessionId, text, model, system, temperature,
     signal,
   });
   yield* runEvents(resp, cursor);
+}
+
+/** A stored turn without streaming: POST /chat, the saved answer given as the same events at once. */
+export async function* completeTurn({ sessionId, text, model, system, temperature, maxTokens, extra }) {
+  const params = { ...(extra || {}) };
+  if (temperature != null && temperature !== "") params.temperature = Number(temperature);
+  if (maxTokens) params.max_tokens = Number(maxTokens);
+  const out = await call("POST", "chat", { session_id: sessionId, message: text, model: model || undefined,
+    system: system || undefined, params });
+  yield { type: "run", run_id: out.run_id, session_id: out.session_id, message_id: out.message_id,
+    user_message_id: out.user_message_id };
+  const msg = out.message || {};
+  for (const p of msg.parts || []) {
+    if (p.type === "reasoning" && p.text) yield { type: "reasoning", delta: p.text };
+    else if (p.type === "text" && p.text) yield { type: "text", delta: p.text };
+  }
+  if (msg.finish_reason) yield { type: "finish", reason: msg.finish_reason };
+  const u = msg.usage || {};
+  yield { type: "usage", usage: { prompt: u.input ?? null, completion: u.output ?? null, reasoning: u.reasoning ?? null },
+    estimated: !!u.estimated };
 }
 
 /** Reattach to a run (after a reload or a dropped connection) from event `cursor.last`. */
