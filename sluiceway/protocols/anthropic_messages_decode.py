@@ -108,7 +108,7 @@ def _messages(raw: list[Any]) -> list[Message]:
                                                  signature=b.get("signature") or None))
             elif kind == "redacted_thinking" and role == "assistant":
                 msg.content.append(ReasoningPart("", redacted=expect_str(b.get("data"), f"{w}.data")))
-            elif kind in SERVER_BLOCKS and role == "assistant":
+            elif isinstance(kind, str) and kind in SERVER_BLOCKS and role == "assistant":
                 continue  # a step the gateway ran in an earlier answer (agents): the model needs only its outcome
             else:
                 raise BadRequest(f"content block type {kind!r} is not supported in a {role} message",

@@ -50,7 +50,16 @@ from .openai_responses_fold import (
     stable_ids,
     usage_obj,
 )
-from .validate import expect_bool, expect_dict, expect_int, expect_list, expect_number, expect_str, optional
+from .validate import (
+    expect_bool,
+    expect_dict,
+    expect_fraction,
+    expect_int,
+    expect_list,
+    expect_number,
+    expect_str,
+    optional,
+)
 
 # the Response object's pieces are re-exported: this module is the protocol's one entry point
 __all__ = ["Encoder", "IdFactory", "ResponseFold", "ResponseShell", "continued_input", "decode_request",
@@ -213,7 +222,7 @@ def decode_request(body: Any) -> ChatRequest:
         tool_choice=tc,
         parallel_tool_calls=optional(body.get("parallel_tool_calls"), expect_bool, "parallel_tool_calls"),
         temperature=temperature,
-        top_p=optional(body.get("top_p"), expect_number, "top_p"),
+        top_p=optional(body.get("top_p"), expect_fraction, "top_p"),
         max_tokens=max_tokens,
         response_format=_response_format(body.get("text")),
         reasoning_effort=optional(reasoning.get("effort"), expect_str, "reasoning.effort"),
