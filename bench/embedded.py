@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Write a long story about a dragon who learns to fly."
 MAX_TOKENS = 128
 THREADS = os.cpu_count() or 2
+QUIET = 1.0  # seconds between requests to different sides (see measure)
 
 
 def bench_venv() -> Path:
@@ -106,8 +107,11 @@ async def measure(sides: list[Side], rounds: int) -> dict[str, dict[str, float]]
         for s in sides:  # warm: model loaded, caches hot
             await one(client, s)
         samples: dict[str, list[tuple[float, float, int]]] = {s.name: [] for s in sides}
-        for _ in range(rounds):
-            for s in sides:
+        for r in range(rounds):
+            # rotate who goes first, and let the last side's threads go idle: llama.cpp's worker
+            # threads spin for a while after their work, which slows whoever runs next
+            for s in sides[r % len(sides):] + sides[:r % len(sides)]:
+                await asyncio.sleep(QUIET)
                 samples[s.name].append(await one(client, s))
         for s in sides:
             ttft = [x[0] for x in samples[s.name]]
@@ -115,6 +119,7 @@ async def measure(sides: list[Side], rounds: int) -> dict[str, dict[str, float]]
             out[s.name] = {"ttft_ms": statistics.median(ttft) * 1000, "tok_s": statistics.median(rate),
                            "tokens": statistics.median(x[2] for x in samples[s.name])}
         for s in sides:
+            await asyncio.sleep(QUIET)
             best = 0.0
             errors = 0
             for _ in range(2):
