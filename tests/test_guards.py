@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -16,6 +14,7 @@ from sluiceway.server.app import create_app
 from sluiceway.server.guards import guarded_protocol
 
 from .conftest import ServerThread, make_config
+from .test_runs_crash import Proc
 from .upstream import chat_text_stream, free_port
 
 CHAT = {"model": "up/g-ok", "messages": [{"role": "user", "content": "hi"}]}
@@ -63,27 +62,17 @@ def test_half_sent_headers_and_bodies_are_dropped(upstream):
 
 
 def test_sluiceway_serve_applies_the_read_timeouts(tmp_path):
-    port = free_port()
-    (tmp_path / "sluiceway.yaml").write_text("embedded: false\nserver: {header_timeout: 0.5}\n"
-                                            f"store: {{url: 'sqlite+aiosqlite:///{tmp_path}/s.db'}}\n")
+    config = tmp_path / "sluiceway.yaml"
+    config.write_text("embedded: false\nserver: {header_timeout: 0.5}\n"
+                      f"store: {{url: 'sqlite+aiosqlite:///{tmp_path}/s.db'}}\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    proc = subprocess.Popen([sys.executable, "-m", "sluiceway.cli", "serve", "--port", str(port)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    srv = Proc(config, port, env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.1)
         [s] = _half_requests(port, 1, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         assert _closed_with_408(s)
     finally:
-        proc.terminate()
-        proc.wait(15)
+        srv.kill()
 
 
 @pytest.mark.parametrize(("path", "shape"), [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic"),
