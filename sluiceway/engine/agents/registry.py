@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from typing import TYPE_CHECKING
 
 from .builtins import BUILTIN_NAMES, builtin_tools
 from .config import AgentConfig, MCPServerConfig
-from .mcp_client import MCPConnection
 from .tools import ServerTool, import_tool
+
+if TYPE_CHECKING:
+    from .mcp_client import MCPConnection
 
 log = logging.getLogger("sluiceway.agents")
 
@@ -20,7 +23,10 @@ class Toolbox:
     """The gateway's tool sources, shared by every agent."""
 
     def __init__(self, servers: dict[str, MCPServerConfig]) -> None:
-        self.mcp = {name: MCPConnection(name, cfg) for name, cfg in servers.items()}
+        self.mcp: dict[str, MCPConnection] = {}
+        if servers:  # the mcp package costs ~55 MB of memory: imported only when a server is configured
+            from .mcp_client import MCPConnection
+            self.mcp = {name: MCPConnection(name, cfg) for name, cfg in servers.items()}
         self._python: dict[str, ServerTool] = {}
         self._builtins: dict[str | None, dict[str, ServerTool]] = {}  # by files folder: schemas built once
 

@@ -9,13 +9,13 @@ import functools
 import shutil
 import subprocess
 
-import numpy as np
-
 from ...core import BadRequest
 
 
 def to_mono_rate(pcm: bytes, rate: int, channels: int, target: int) -> bytes:
     """PCM s16le → mono at ``target`` Hz (linear interpolation: plenty for speech)."""
+    import numpy as np  # ~20 MB: loaded on first use, not by every gateway that never speaks
+
     x = np.frombuffer(pcm[: len(pcm) - len(pcm) % (2 * channels)], dtype="<i2").astype(np.float32)
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1)
