@@ -26,6 +26,7 @@ from ..core import (
     UpstreamUnavailable,
 )
 from ..providers import Provider
+from . import inflight
 from .config import DeploymentConfig, ModelConfig, Timeouts
 from .metrics import Metrics
 from .resilience import Breaker, ResilienceConfig, backoff
@@ -90,6 +91,7 @@ class Opened:
 
     async def aclose(self) -> None:
         self.deployment.active -= 1
+        inflight.closed(self.deployment.provider)  # counted from _first on
         await self.rest.aclose()  # type: ignore[attr-defined]
 
 
@@ -141,6 +143,9 @@ class Router:
     async def _first(self, dep: Deployment, req: ChatRequest,
                      overrides: dict[str, float | None] | None) -> tuple[list[Event], AsyncIterator[list[Event]]]:
         deadline = replace(dep.deadlines, **overrides) if overrides else dep.deadlines
+        # counted from here, so a provider replaced at runtime is not closed under a stream that is
+        # still waiting for its first token; Opened.aclose (or a failover) uncounts it
+        inflight.opened(dep.provider)
         stream = dep.provider.stream(replace(req, model=dep.model), deadline=deadline)
         try:
             first: list[Event] = []
@@ -150,6 +155,7 @@ class Router:
                     return first, stream
             raise UpstreamUnavailable(f"{dep.label}: stream ended before any content")
         except BaseException:
+            inflight.closed(dep.provider)
             await stream.aclose()  # type: ignore[attr-defined]
             raise
 
@@ -253,6 +259,7 @@ class Router:
                             continue
                         self._succeeded(dep)
                         opened.deployment.active -= 1
+                        inflight.closed(opened.deployment.provider)  # its stream failed; dep's is counted
                         dep.active += 1
                         opened.deployment = dep
                         opened.failovers += 1

@@ -29,7 +29,7 @@ from ..strict import explain
 from . import catalogue
 from .files import edit_yaml, update_env
 from .form import env_name, looks_secret, mask, references, validate
-from .inflight import retire, track
+from .inflight import retire
 
 log = logging.getLogger("sluiceway.settings")
 APPLIED_KEYS = ("models", "default_model", "timeouts", "resilience", "embedded")  # what a reload changes
@@ -62,8 +62,6 @@ class ProviderAdmin:
         self.lock = asyncio.Lock()
         self.listeners: list[Any] = []  # async callables told after a local change (replica sync)
         self._closing: set[asyncio.Task[None]] = set()
-        for p in gateway.providers.values():
-            track(p)
 
     # ------------------------------------------------------------ reading
     def _raw(self) -> dict[str, Any]:
@@ -259,8 +257,6 @@ class ProviderAdmin:
         providers alone (the error is logged and raised)."""
         cfg = self.load()
         retired = self.gateway.reload(cfg)
-        for p in self.gateway.providers.values():
-            track(p)
         for p in retired:  # streams in flight finish on the old instance, then it closes
             task = asyncio.create_task(retire(p, grace=self.base.timeouts.total or 900.0))
             self._closing.add(task)
