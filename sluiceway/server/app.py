@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 import orjson
@@ -39,37 +38,10 @@ from . import (
 from .auth import Auth
 from .errors import json_response
 from .guards import CrossSiteGuard
-from .observe import HttpMetrics, request_id
+from .observe import HttpMetrics
 from .state import AppState
 
 log = logging.getLogger("sluiceway.server")
-
-
-class RequestId:
-    """Pure ASGI: pass ``x-request-id`` through (or mint one) onto the response."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        rid = b""
-        for k, v in scope["headers"]:
-            if k == b"x-request-id":
-                rid = v[:128]
-                break
-        if not rid:
-            rid = uuid.uuid4().hex.encode()
-        scope.setdefault("state", {})["request_id"] = rid.decode("latin-1")
-        request_id.set(rid.decode("latin-1"))
-
-        async def send_with_id(msg) -> None:
-            if msg["type"] == "http.response.start":
-                msg["headers"] = [*msg.get("headers", []), (b"x-request-id", rid)]
-            await send(msg)
-
-        await self.app(scope, receive, send_with_id)
 
 
 async def healthz(request: Request) -> Response:
@@ -141,8 +113,8 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     routes += audio_routes.routes()  # /v1/audio/speech, /v1/audio/transcriptions, /v1/voice (WebSocket)
     routes += agent_routes.routes()  # /api/web/chat/stream: MiniOpenCode's agent event stream (seed 002)
     routes += workflow_routes.routes()  # model-compose's /api/workflows, /api/tasks; Langflow-style /api/v1/run
-    middleware = [Middleware(HttpMetrics),  # outermost: every request counted, refused ones too
-                  Middleware(RequestId),  # a refused request never reaches routing or auth
+    middleware = [Middleware(HttpMetrics),  # outermost: request id, and every request counted, refused ones too
+                  # a refused request never reaches routing or auth
                   Middleware(CrossSiteGuard, allowed_hosts=cfg.server.allowed_hosts,
                              open_mode=lambda: not cfg.server.api_keys and not cfg.server.admin_key)]
     if cfg.server.cors_origins:

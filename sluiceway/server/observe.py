@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+import uuid
 
 import orjson
 
@@ -47,7 +48,8 @@ access_log = logging.getLogger("sluiceway.access")
 
 
 class HttpMetrics:
-    """Pure ASGI: every HTTP request counted once, with its route (the path
+    """Pure ASGI, outermost: ``x-request-id`` passed through (or minted) onto
+    the response and every log line, and every HTTP request counted once, with its route (the path
     template, so ids do not explode the label set), method, status and outcome,
     and its latency up to the end of the response body: also the requests a
     stream observer never sees (refused by auth or limits, failing before the
@@ -67,6 +69,17 @@ class HttpMetrics:
         t0 = time.perf_counter()
         status = 500  # an exception before the response started
         finished = gone = False
+        # the request id: passed through (or minted) onto the response, the scope and the log context;
+        # done here so one send wrapper serves both (every streamed chunk passes through it)
+        rid = b""
+        for k, v in scope["headers"]:
+            if k == b"x-request-id":
+                rid = v[:128]
+                break
+        if not rid:
+            rid = uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = rid_text = rid.decode("latin-1")
+        request_id.set(rid_text)
 
         async def watch_receive():  # noqa: ANN202
             nonlocal gone
@@ -79,6 +92,7 @@ class HttpMetrics:
             nonlocal status, finished
             if msg["type"] == "http.response.start":
                 status = msg["status"]
+                msg["headers"] = [*msg.get("headers", []), (b"x-request-id", rid)]
             elif msg["type"] == "http.response.body" and not msg.get("more_body"):
                 finished = True
             await send(msg)
