@@ -22,6 +22,9 @@ from typing import Any
 
 import orjson
 
+from ..core import SluicewayError
+from ..protocols import anthropic_messages, openai_chat
+
 _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
                      b"content-length: %d\r\n\r\n%s")
 _TIMEOUT_BODY = orjson.dumps({"error": {"message": "the request was not received in time", "type":
@@ -81,13 +84,11 @@ _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _error(path: str, status: int, code: str, message: str) -> bytes:
-    """The error in the shape of the API the path belongs to."""
-    if path.startswith("/v1/messages"):
-        return orjson.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+    """The error in the shape of the API the path belongs to (the protocols' own encoders)."""
     if path.startswith(("/api/workflows", "/api/tasks", "/api/v1/run")):
-        return orjson.dumps({"detail": message})
-    return orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                   "code": code}})
+        return orjson.dumps({"detail": message})  # model-compose's shape
+    encode = anthropic_messages.encode_error if path.startswith("/v1/messages") else openai_chat.encode_error
+    return encode(SluicewayError(message, status=status, code=code))[1]
 
 
 def _is_loopback(host: str | None) -> bool:
