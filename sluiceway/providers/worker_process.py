@@ -21,8 +21,7 @@ import sys
 from typing import Any, BinaryIO
 
 from ..core import SluicewayError, UpstreamError
-from .worker import read_frame
-from .worker import write_frame as _write
+from .worker import read_frame, write_frame
 
 log = logging.getLogger("sluiceway.worker")
 
@@ -36,26 +35,26 @@ async def serve(out: BinaryIO) -> None:
     provider = getattr(importlib.import_module(module), attr)(name, settings)
     tasks: dict[int, asyncio.Task[None]] = {}
 
-    def write_frame(_: BinaryIO, msg: Any) -> None:
-        _write(out, msg)
-        out.flush()
+    def send(msg: Any) -> None:
+        write_frame(out, msg)
+        out.flush()  # a frame must reach the parent now, not when a buffer fills
 
     async def run(sid: int, req: Any, deadline: Any) -> None:
         try:
             async for batch in provider.stream(req, deadline=deadline):
-                write_frame(out, ("batch", sid, batch))
-            write_frame(out, ("end", sid))
+                send(("batch", sid, batch))
+            send(("end", sid))
         except asyncio.CancelledError:
-            write_frame(out, ("end", sid))  # the parent cancelled it; generation has stopped
+            send(("end", sid))  # the parent cancelled it; generation has stopped
         except SluicewayError as e:
-            write_frame(out, ("error", sid, e))
+            send(("error", sid, e))
         except Exception as e:
             log.exception("generation failed")
-            write_frame(out, ("error", sid, UpstreamError(f"{name}: generation failed: {type(e).__name__}: {e}")))
+            send(("error", sid, UpstreamError(f"{name}: generation failed: {type(e).__name__}: {e}")))
         finally:
             tasks.pop(sid, None)
 
-    write_frame(out, ("ready", os.getpid()))
+    send(("ready", os.getpid()))
     while True:
         try:
             msg = await read_frame(reader)
