@@ -11,12 +11,13 @@ from sluiceway.providers.sse import SSEParser
 
 
 def feed_all(parts: list[bytes]) -> list[tuple[str, str]]:
+    """Every event of a stream read in ``parts``, its data decoded (the parser hands out bytes)."""
     p = SSEParser()
     out = []
     for part in parts:
         out.extend(p.feed(part))
     out.extend(p.close())
-    return out
+    return [(event, data.decode()) for event, data in out]
 
 
 def test_lf_crlf_and_lone_cr_line_ends_are_equivalent():
@@ -43,7 +44,7 @@ def test_comments_multiline_data_bom_and_no_space():
 def test_id_retry_and_unknown_fields_are_not_data():
     raw = b"id: 7\nretry: 100\nfoo: bar\ndata: z\n\nretry: x\n\n"
     p = SSEParser()
-    assert p.feed(raw) == [("message", "z")]
+    assert p.feed(raw) == [("message", b"z")]
     assert p.last_id == "7" and p.retry == 100
 
 

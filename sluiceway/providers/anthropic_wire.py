@@ -8,6 +8,7 @@ out), so every quirk it handles is pinned by tests without I/O.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import orjson
@@ -246,7 +247,7 @@ class EventAdapter:
         self._usage: dict[str, int] = {}
         self._saw_usage = False
         self._stop: str | None = None
-        self._prompt_chars = prompt_chars(req) if req is not None else 0
+        self._prompt_chars = partial(prompt_chars, req) if req is not None else 0  # counted only if needed
         self.done = False
 
     def feed(self, ev: dict[str, Any], out: list[Event]) -> None:

@@ -6,6 +6,7 @@ The signed I/O is in ``bedrock.py``."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import orjson
@@ -234,7 +235,7 @@ class ConverseAdapter:
         self._stop: str | None = None
         self._usage: Usage | None = None
         self._model = model
-        self._prompt_chars = prompt_chars(req) if req is not None else 0
+        self._prompt_chars = partial(prompt_chars, req) if req is not None else 0  # counted only if needed
         self.done = False
 
     def feed(self, kind: str, ev: dict[str, Any], out: list[Event]) -> None:

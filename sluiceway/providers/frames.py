@@ -20,6 +20,8 @@ from ..core import Deadlines, Event, SluicewayError, UpstreamError, WireTrace
 from .http import DeadlineReader
 from .sse import SSEParser
 
+loads = orjson.loads
+
 
 class Adapter(Protocol):
     done: bool
@@ -72,7 +74,13 @@ def _loads(raw: str | bytes, provider: str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise UpstreamError(f"{provider}: upstream sent invalid JSON: {raw[:200]!r}") from None
+        pass
+    if isinstance(raw, bytes):  # invalid UTF-8 inside otherwise good JSON: read it as U+FFFD, as a decoder would
+        try:
+            return orjson.loads(raw.decode("utf-8", "replace"))
+        except orjson.JSONDecodeError:
+            pass
+    raise UpstreamError(f"{provider}: upstream sent invalid JSON: {raw[:200]!r}") from None
 
 
 class JsonSSE:
@@ -89,14 +97,18 @@ class JsonSSE:
 
     def decode(self, data: bytes, out: list[Event]) -> None:
         adapter = self.adapter
+        feed = adapter.feed
         for _event, payload in self.parser.feed(data) if data else self.parser.close():
-            if payload.startswith("[DONE]"):
-                adapter.end(out, saw_done=True)  # type: ignore[call-arg]
-                self.done = True
-                return
-            obj = _loads(payload, self.provider)
-            if isinstance(obj, dict):
-                adapter.feed(obj, out)
+            try:  # inline: once per chunk
+                obj = loads(payload)
+            except orjson.JSONDecodeError:
+                if payload.startswith(b"[DONE]"):
+                    adapter.end(out, saw_done=True)  # type: ignore[call-arg]
+                    self.done = True
+                    return
+                obj = _loads(payload, self.provider)
+            if type(obj) is dict:
+                feed(obj, out)
             elif isinstance(obj, list):
                 for item in obj:
                     if isinstance(item, dict):

@@ -18,6 +18,7 @@ echo it too.
 from __future__ import annotations
 
 import secrets
+from functools import partial
 from typing import Any
 
 import orjson
@@ -321,7 +322,7 @@ class ChunkAdapter:
         self._finish: str | None = None
         self._blocked: str | None = None
         self._usage: Usage | None = None
-        self._prompt_chars = prompt_chars(req) if req is not None else 0
+        self._prompt_chars = partial(prompt_chars, req) if req is not None else 0  # counted only if needed
         self._sig_blocks = 0
         self.done = False
 

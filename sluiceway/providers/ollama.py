@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any, ClassVar
 
 import orjson
@@ -133,7 +134,7 @@ class ChunkAdapter:
 
     def __init__(self, req: ChatRequest | None = None) -> None:
         self.b = EventBuilder()
-        self._prompt_chars = prompt_chars(req) if req is not None else 0
+        self._prompt_chars = partial(prompt_chars, req) if req is not None else 0  # counted only if needed
         self.done = False
 
     def feed(self, line: dict[str, Any], out: list[Event]) -> None:

@@ -7,6 +7,7 @@ vendor quirk it handles is pinned by tests without I/O.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
@@ -163,29 +164,33 @@ class ChunkAdapter:
         self._by_index: dict[int, _Call] = {}
         self._finish: str | None = None
         self._usage: Usage | None = None
-        self._prompt_chars = prompt_chars(req) if req is not None else 0
+        self._prompt_chars = partial(prompt_chars, req) if req is not None else 0  # counted only if needed
         self.done = False
 
     def feed(self, chunk: dict[str, Any], out: list[Event]) -> None:
-        if "error" in chunk and chunk["error"]:
+        get = chunk.get
+        if get("error"):
             raise inband_error(chunk["error"])
         b = self.b
         if not b.started:
-            if not chunk.get("choices") and not chunk.get("id"):
+            if not get("choices") and not get("id"):
                 return  # Azure's content-filter preamble: no id yet, nothing to say
-            b.start(out, str(chunk.get("id") or "chatcmpl"), str(chunk.get("model") or ""),
-                    chunk.get("created") if isinstance(chunk.get("created"), int) else None)
-        usage = chunk.get("usage")
+            b.start(out, str(get("id") or "chatcmpl"), str(get("model") or ""),
+                    get("created") if isinstance(get("created"), int) else None)
+        usage = get("usage")
         if usage:
             self._usage = usage_from_wire(usage)
-        for choice in chunk.get("choices") or ():
+        for choice in get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue  # n>1 is refused before we get here
             delta = choice.get("delta") or choice.get("message") or {}
+            text = delta.get("content")
+            if text and len(delta) == 1 and choice.get("finish_reason") is None:
+                b.text(out, text)  # the common chunk: text and nothing else
+                continue
             r = delta.get("reasoning_content") or delta.get("reasoning")
             if r and isinstance(r, str):
                 b.reasoning(out, r)
-            text = delta.get("content")
             if text:
                 b.text(out, text)
             refusal = delta.get("refusal")

@@ -1,12 +1,14 @@
 """Incremental Server-Sent Events parser for upstream streams (WHATWG §9.2).
 
-Bytes in, ``(event, data)`` pairs out. It works on bytes and splits on line
-ends before decoding, so a UTF-8 character split across network reads is
-reassembled for free (a line end is never inside a multi-byte character).
-Handles CRLF, lone CR (also split across reads), comments, multi-line
-``data:``, a leading BOM, and fields without a space after the colon.
-Written by hand rather than taken from a library because it sits on the hot
-path: one pass per read, no per-line objects.
+Bytes in, ``(event, data)`` pairs out, the data still bytes: every caller
+parses it as JSON, and orjson reads bytes directly, so a payload is never
+decoded to ``str`` first. Splitting on line ends before anything else keeps a
+UTF-8 character split across network reads intact (a line end is never
+inside a multi-byte character). Handles CRLF, lone CR (also split across
+reads), comments, multi-line ``data:``, a leading BOM, and fields without a
+space after the colon. Written by hand rather than taken from a library
+because it sits on the hot path: one pass per read, and a ``data:`` line
+(nearly every line) costs one slice.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ class SSEParser:
 
     def __init__(self) -> None:
         self._buf = b""
-        self._event = ""
-        self._data: list[str] = []
+        self._event = b""
+        self._data: list[bytes] = []
         self._cr = False  # previous read ended in CR: a leading LF belongs to it
         self._first = True
         self.last_id = ""
         self.retry: int | None = None
 
-    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
         if self._first and chunk:
             self._first = False
             if chunk.startswith(b"\xef\xbb\xbf"):
@@ -37,45 +39,50 @@ class SSEParser:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buf.split(b"\n")
         self._buf = lines.pop()
-        out: list[tuple[str, str]] = []
+        out: list[tuple[str, bytes]] = []
+        data = self._data
         for raw in lines:
-            if not raw:
-                if self._data:
-                    out.append((self._event or "message", "\n".join(self._data)))
-                self._event = ""
-                self._data = []
+            if raw.startswith(b"data:"):
+                data.append(raw[6:] if raw[5:6] == b" " else raw[5:])
+            elif not raw:
+                if data:
+                    out.append((self._event.decode("utf-8", "replace") if self._event else "message",
+                                data[0] if len(data) == 1 else b"\n".join(data)))
+                    data = self._data = []
+                self._event = b""
+            elif raw[0] == 58:  # ":" comment / keep-alive
                 continue
-            if raw[0] == 58:  # ":" comment / keep-alive
-                continue
-            line = raw.decode("utf-8", "replace")
-            if raw[0] in b"{[":
+            elif raw[0] in b"{[":
                 # A stray JSON line with no SSE framing (some vendors send a bare
                 # error object): surface it as data so the adapter can read it.
-                out.append(("message", line))
-                continue
-            field, sep, value = line.partition(":")
-            if sep and value.startswith(" "):
-                value = value[1:]
-            if field == "data":
-                self._data.append(value)
-            elif field == "event":
-                self._event = value
-            elif field == "id":
-                if "\0" not in value:
-                    self.last_id = value
-            elif field == "retry" and value.isdigit():
-                self.retry = int(value)
+                out.append(("message", raw))
+            else:
+                self._field(raw)
         return out
 
-    def close(self) -> list[tuple[str, str]]:
+    def _field(self, raw: bytes) -> None:
+        field, sep, value = raw.partition(b":")
+        if sep and value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":  # "data" with no colon: an empty data line
+            self._data.append(value)
+        elif field == b"event":
+            self._event = value
+        elif field == b"id":
+            if b"\0" not in value:
+                self.last_id = value.decode("utf-8", "replace")
+        elif field == b"retry" and value.isdigit():
+            self.retry = int(value)
+
+    def close(self) -> list[tuple[str, bytes]]:
         """At EOF. Per spec an unterminated event is discarded, but a bare
         trailing JSON line (no framing at all) is still surfaced."""
-        tail = self._buf.decode("utf-8", "replace").strip()
+        tail = self._buf.strip()
         self._buf = b""
-        if tail.startswith(("{", "[")):
+        if tail.startswith((b"{", b"[")):
             return [("message", tail)]
-        if tail.startswith("data:") and not self._data:
+        if tail.startswith(b"data:") and not self._data:
             # upstream closed right after its last data line without the blank line
             v = tail[5:]
-            return [(self._event or "message", v[1:] if v.startswith(" ") else v)]
+            return [(self._event.decode("utf-8", "replace") or "message", v[1:] if v.startswith(b" ") else v)]
         return []
