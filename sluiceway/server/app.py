@@ -72,6 +72,15 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     return json_response(body, 405)
 
 
+class App(Starlette):
+    """Starlette with ``HttpMetrics`` outermost, around Starlette's own error
+    middleware: it counts the 500s that middleware answers, and its ``send``
+    is the server's own (``observe.RAW_SEND``)."""
+
+    def build_middleware_stack(self):  # noqa: ANN201
+        return HttpMetrics(super().build_middleware_stack())
+
+
 def api_ops(public_metrics: bool = False, public_docs: bool = False) -> list[table.Op]:
     """The route table: every documented operation (``table.Op``), each
     module's next to its handlers."""
@@ -113,17 +122,17 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
     routes += audio_routes.routes()  # /v1/audio/speech, /v1/audio/transcriptions, /v1/voice (WebSocket)
     routes += agent_routes.routes()  # /api/web/chat/stream: MiniOpenCode's agent event stream (seed 002)
     routes += workflow_routes.routes()  # model-compose's /api/workflows, /api/tasks; Langflow-style /api/v1/run
-    middleware = [Middleware(HttpMetrics),  # outermost: request id, and every request counted, refused ones too
-                  # a refused request never reaches routing or auth
-                  Middleware(CrossSiteGuard, allowed_hosts=cfg.server.allowed_hosts,
+    # HttpMetrics wraps all of it (App): request id, and every request counted, refused ones too;
+    # a refused request never reaches routing or auth
+    middleware = [Middleware(CrossSiteGuard, allowed_hosts=cfg.server.allowed_hosts,
                              open_mode=lambda: not cfg.server.api_keys and not cfg.server.admin_key)]
     if cfg.server.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins,
                                      allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"]))
     ops += table.from_routes(routes[len(ops):])
     routes += web_routes.static()  # the browser UI's files go LAST so they never shadow an API route
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                    exception_handlers={404: not_found, 405: method_not_allowed})
+    app = App(routes=routes, middleware=middleware, lifespan=lifespan,
+              exception_handlers={404: not_found, 405: method_not_allowed})
     app.state.sluiceway = AppState(cfg, gw)
     app.state.auth = Auth.for_state(app.state.sluiceway)  # keys and limits (server/auth.py)
     app.state.openapi = orjson.dumps(openapi.openapi_document(ops))  # from the same table as the routes

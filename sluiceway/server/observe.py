@@ -11,6 +11,9 @@ import uuid
 import orjson
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# the server's own ``send``, for a streamed body's chunks: the middleware in between acts only on a
+# response's start and end, so a chunk need not pass through each of their send wrappers
+RAW_SEND = "sluiceway.raw_send"
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,7 +51,8 @@ access_log = logging.getLogger("sluiceway.access")
 
 
 class HttpMetrics:
-    """Pure ASGI, outermost: ``x-request-id`` passed through (or minted) onto
+    """Pure ASGI, outermost (outside Starlette's own error middleware, so that
+    ``send`` here is the server's: see ``RAW_SEND``): ``x-request-id`` passed through (or minted) onto
     the response and every log line, and every HTTP request counted once, with its route (the path
     template, so ids do not explode the label set), method, status and outcome,
     and its latency up to the end of the response body: also the requests a
@@ -80,6 +84,7 @@ class HttpMetrics:
             rid = uuid.uuid4().hex.encode()
         scope.setdefault("state", {})["request_id"] = rid_text = rid.decode("latin-1")
         request_id.set(rid_text)
+        scope[RAW_SEND] = send
 
         async def watch_receive():  # noqa: ANN202
             nonlocal gone

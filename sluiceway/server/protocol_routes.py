@@ -33,7 +33,7 @@ from .errors import CLIENT_GONE, JSON, error_response, internal_error, run_log_u
 from .requests import deadline_overrides, read_json
 from .schemas import anthropic_err, body, errors, i, obj, ok, openai_err, ref, s
 from .state import AppState
-from .streaming import ClientGone, Encoder, SSEResponse, until_disconnect
+from .streaming import ClientGone, Disconnect, Encoder, SSEResponse
 from .table import Op, query
 
 log = logging.getLogger("sluiceway.server")
@@ -117,8 +117,9 @@ async def serve(request: Request, proto: Protocol) -> Any:
             body = await proto.prepare(request, state, body)
         req = proto.decode(body)
         grant = await admit(request, req.model)  # allow-list and limits; ended with the stream
-        opened = await until_disconnect(request.receive,
-                                        grant.guard(state.gateway.router.open(req, deadline_overrides(request))))
+        # the request's one disconnect watcher: the stream goes on with it
+        opened = await Disconnect.of(request.scope, request.receive).guard(
+            grant.guard(state.gateway.router.open(req, deadline_overrides(request))))
     except SluicewayError as e:
         return error_response(e, proto.encode_error)
     except ClientGone:
@@ -174,7 +175,7 @@ async def _complete(request: Request, state: AppState, proto: Protocol, body: di
     assert proto.complete is not None
     outcome = Outcome.COMPLETE
     try:
-        completion = await until_disconnect(request.receive, fold(opened.batches()))
+        completion = await Disconnect.of(request.scope, request.receive).guard(fold(opened.batches()))
         grant.count(completion.usage)
     except ClientGone:
         outcome = Outcome.INTERRUPTED

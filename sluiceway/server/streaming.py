@@ -19,6 +19,7 @@ from ..core import Error, Event, SluicewayError
 from ..engine.router import Opened
 from ..engine.runs import Observer, Outcome, Runs, batch_all, end_all
 from ..protocols import sse
+from .observe import RAW_SEND
 
 log = logging.getLogger("sluiceway.stream")
 T = TypeVar("T")
@@ -42,29 +43,72 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Run ``work`` in this task; if the client disconnects first, cancel it
     and raise ClientGone. One watcher task per call: the work itself is not
     wrapped in a task of its own."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
+    return await Disconnect(receive).guard(work, close=True)
 
-    async def watch() -> None:
-        nonlocal gone
+
+class Disconnect:
+    """The watcher of one request's ``http.disconnect``: one task that reads
+    ``receive`` and, when the client leaves, cancels whichever task is
+    guarded at that moment. A request's generic flow guards opening the
+    upstream and then streaming with the same watcher (``Disconnect.of``), so
+    a stream costs one watcher task, not one per phase. The watcher ends on
+    its own when the response is complete (the server's ``receive`` then says
+    ``http.disconnect``)."""
+
+    __slots__ = ("receive", "task", "target", "gone")
+    KEY = "sluiceway.disconnect"
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.task: asyncio.Future[None] | None = None
+        self.target: asyncio.Task[Any] | None = None
+        self.gone = False
+
+    @classmethod
+    def of(cls, scope: Scope, receive: Receive) -> Disconnect:
+        """The request's shared watcher (made on first use)."""
+        state = scope.setdefault("state", {})
+        watch = state.get(cls.KEY)
+        if watch is None:
+            watch = state[cls.KEY] = cls(receive)
+        return watch
+
+    async def _watch(self) -> None:
         while True:
-            msg = await receive()
+            msg = await self.receive()
             if msg["type"] == "http.disconnect":
-                gone = True
-                task.cancel()
+                self.gone = True
+                if self.target is not None:
+                    self.target.cancel()
                 return
 
-    watcher = asyncio.ensure_future(watch())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if not gone:
-            raise
-        task.uncancel()
-        raise ClientGone() from None
-    finally:
-        watcher.cancel()
+    async def guard(self, work: Awaitable[T], *, close: bool = False) -> T:
+        """Await ``work`` in this task; ClientGone if the client leaves first.
+        ``close`` stops the watcher afterwards (a one-off guard)."""
+        me = asyncio.current_task()
+        assert me is not None
+        if self.gone:
+            if asyncio.iscoroutine(work):
+                work.close()
+            raise ClientGone()
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._watch())
+        self.target = me
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not self.gone:
+                raise
+            me.uncancel()
+            raise ClientGone() from None
+        finally:
+            self.target = None
+            if close:
+                self.close()
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
 class SSEResponse:
@@ -83,23 +127,28 @@ class SSEResponse:
         self._last = 0.0  # when the last write was handed to the server
         self._blocked = 0.0  # when the current write started waiting for the client (0: not waiting)
         self._stalled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._send: Send | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         outcome = Outcome.COMPLETE  # (an error event is the observers' to see)
         app = scope.get("app")
         self._live = getattr(getattr(getattr(app, "state", None), "sluiceway", None), "streams", None)
+        watch = Disconnect.of(scope, receive)
         try:
-            await until_disconnect(receive, self._pump(send))
+            # body chunks skip the middleware's send wrappers (they act on the start and the end only)
+            await watch.guard(self._pump(scope.get(RAW_SEND) or send, send))
         except ClientGone:
             outcome = Outcome.INTERRUPTED
             log.info("client disconnected; upstream cancelled")
         except OSError:  # the socket died under a send
             outcome = Outcome.INTERRUPTED
         finally:
+            watch.close()
             await end_all(self.observers, outcome)
 
-    async def _pump(self, send: Send) -> None:
+    async def _pump(self, send: Send, end: Send) -> None:
         """Backpressure: ``send`` waits while the client's socket buffer is
         full, so a slow reader slows our upstream reads (and TCP slows the
         upstream) instead of growing a buffer. A client that stops reading
@@ -108,8 +157,9 @@ class SSEResponse:
         enc, obs = self.encoder, self.observers
         self._last = loop.time()
         me = self._task = asyncio.current_task()
-        watch = asyncio.ensure_future(self._watchdog(send, me)) \
-            if self.keepalive > 0 or self.stall_timeout > 0 else None
+        self._send = send
+        if self.keepalive > 0 or self.stall_timeout > 0:
+            self._arm(loop, self._last)
         if self._live is not None:
             self._live.add(self)
         try:
@@ -129,10 +179,10 @@ class SSEResponse:
         finally:
             if self._live is not None:
                 self._live.discard(self)
-            if watch is not None:
-                watch.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
             await self.opened.aclose()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await end({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write(self, send: Send, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
         self._last = self._blocked = loop.time()
@@ -148,7 +198,9 @@ class SSEResponse:
                     o.batch(batch)
                 data = enc.feed(batch)
                 if data:
-                    await self._write(send, data, loop)
+                    self._last = self._blocked = loop.time()  # _write, inlined: once per upstream read
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                    self._blocked = 0.0
             if not enc.done:
                 raise SluicewayError("upstream stream ended without a finish event", code="upstream_error")
         except OSError:
@@ -163,26 +215,39 @@ class SSEResponse:
             batch_all(obs, ev)
             await self._write(send, enc.feed(ev), loop)
 
-    async def _watchdog(self, send: Send, pump: asyncio.Task | None) -> None:
-        """One timer per stream, nothing per chunk: sends a keep-alive comment
-        after ``keepalive`` seconds of silence, and drops a client whose
-        socket has not accepted a write for ``stall_timeout`` seconds."""
-        loop = asyncio.get_running_loop()
+    # -- keep-alive and stall: one timer per stream, re-armed at most once per keep-alive period
+    def _arm(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
         ka, stall = self.keepalive, self.stall_timeout
-        while True:
-            now = loop.time()
-            if self._blocked:
-                if stall > 0 and now - self._blocked >= stall and pump is not None:
-                    self._stalled = True
-                    pump.cancel()
-                    return
-                await asyncio.sleep(min(1.0, stall) if stall > 0 else 1.0)
-                continue
-            wait = self._last + ka - now if ka > 0 else 1.0
-            if wait > 0:
-                await asyncio.sleep(min(wait, stall) if stall > 0 else wait)
-                continue
+        if self._blocked:
+            when = self._blocked + stall if stall > 0 else now + 1.0
+        elif ka > 0:
+            when = self._last + ka
+        else:
+            when = now + min(stall, 1.0)  # only the stall to watch: look for a blocked write every second
+        self._timer = loop.call_at(when, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Sends a keep-alive comment after ``keepalive`` seconds of silence,
+        and drops a client whose socket has not accepted a write for
+        ``stall_timeout`` seconds. Nothing per chunk: a write only moves
+        ``_last``, which the next tick reads."""
+        self._timer = None
+        now = loop.time()
+        if self._blocked:
+            if self.stall_timeout > 0 and now - self._blocked >= self.stall_timeout and self._task is not None:
+                self._stalled = True
+                self._task.cancel()
+                return
+        elif self.keepalive > 0 and now - self._last >= self.keepalive and self._send is not None:
+            self._last = now
+            asyncio.ensure_future(self._keepalive(self._send, loop))
+        self._arm(loop, now)
+
+    async def _keepalive(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
+        try:
             await self._write(send, sse.KEEPALIVE, loop)
+        except Exception:  # the client left: the pump finds out on its own
+            log.debug("keep-alive write failed", exc_info=True)
 
 
 def stall_guarded(send: Send, timeout: float) -> Send:
@@ -226,11 +291,14 @@ class RunSSE:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        watch = Disconnect.of(scope, receive)
         try:
-            await until_disconnect(receive, self._pump(stall_guarded(send, self.stall_timeout)))
+            await watch.guard(self._pump(stall_guarded(send, self.stall_timeout)))
         except (ClientGone, OSError):
             await self._call(self.on_disconnect)
             return
+        finally:
+            watch.close()
         await self._call(self.on_delivered)
 
     async def _call(self, hook: Callable[[], Awaitable[Any]] | None) -> None:
