@@ -19,6 +19,7 @@ from dotenv import load_dotenv
 from pydantic import Field, ValidationError, field_validator
 
 from ..core import Deadlines
+from ..core.extras import MissingExtra, require
 from .agents.config import AgentConfig, MCPServerConfig
 from .resilience import ResilienceConfig
 from .strict import Strict, explain
@@ -211,6 +212,34 @@ def env_overrides(raw: dict[str, Any], environ: Mapping[str, str] | None = None)
     return raw
 
 
+POSTGRES_URLS = ("postgres://", "postgresql://", "postgresql+asyncpg://")  # what the store opens with asyncpg
+
+
+def check_extras(cfg: Config, environ: Mapping[str, str] | None = None) -> None:
+    """A ``ConfigError`` naming the pip extra (``core/extras.py``) for what the
+    configuration turns on and this install lacks, before anything starts.
+    Providers and speech kinds are checked where they are built."""
+    env = os.environ if environ is None else environ
+    src = f"{cfg.path}: " if cfg.text is not None else ""
+    wants: list[tuple[str, str]] = []
+    db = env.get("DATABASE_URL")
+    if (db or cfg.store.url).startswith(POSTGRES_URLS):
+        wants.append(("postgres", "DATABASE_URL (PostgreSQL)" if db else f"{src}store.url (PostgreSQL)"))
+    if env.get("REDIS_URL"):
+        wants.append(("redis", "REDIS_URL"))
+    elif cfg.runs.redis_url:
+        wants.append(("redis", f"{src}runs.redis_url"))
+    if cfg.mcp_servers:
+        wants.append(("mcp", f"{src}mcp_servers"))
+    if cfg.telemetry.otlp_endpoint:
+        wants.append(("otel", f"{src}telemetry.otlp_endpoint"))
+    for extra, feature in wants:
+        try:
+            require(extra, feature)
+        except MissingExtra as e:
+            raise ConfigError(e.message) from None
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     explicit = path is not None or "SLUICEWAY_CONFIG" in os.environ
     p = Path(path or os.environ.get("SLUICEWAY_CONFIG", DEFAULT_CONFIG))
@@ -223,6 +252,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         except ValidationError as e:
             raise ConfigError(explain(e, Config)) from None
         cfg.path = p  # not there yet: the settings API (engine/settings) creates it here
+        check_extras(cfg)
         return cfg
     text = p.read_text()
     try:
@@ -241,6 +271,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{p}: {e}") from None
     cfg.path = p
     cfg.text = text
+    check_extras(cfg)
     return cfg
 
 

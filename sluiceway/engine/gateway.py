@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from ..core.extras import MissingExtra
 from ..core.secrets import SECRETS, install_log_scrubber, secret_values
 from ..providers import ModelInfo, Provider, provider_class
 from ..providers.worker import WorkerProvider
@@ -44,7 +45,7 @@ def build_provider(name: str, settings: dict, config: Config | None = None) -> P
     kind = settings.pop("kind", None) or name
     try:
         cls = provider_class(kind)
-    except ValueError as e:
+    except (ValueError, MissingExtra) as e:
         raise ConfigError(f"{source}: providers.{name}: {e}" if source else f"providers.{name}: {e}") from None
     settings.pop("timeouts", None)
     for key in FORM_KEYS:  # what the settings form shows about an instance; not the adapter's business

@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ..core.extras import MissingExtra, installed
+
 log = logging.getLogger("sluiceway.tracing")
 
 _tracer: Any = None
@@ -26,13 +28,13 @@ def setup_tracing(endpoint: str | None = None, *, exporter: Any = None, service_
     endpoint = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if exporter is None and not endpoint:
         return False
-    try:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-    except ImportError:
-        log.warning("tracing requested but opentelemetry is not installed: pip install 'sluiceway[otel]'")
+    if exporter is None and not installed("otel"):  # telemetry.otlp_endpoint was refused at load_config
+        log.warning("%s; traces are off", MissingExtra("otel", "OTEL_EXPORTER_OTLP_ENDPOINT").message)
         return False
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

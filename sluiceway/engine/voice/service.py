@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...core import NotFound
+from ...core.extras import MissingExtra, installed
 from ...providers.speech import Recognizer, SpeechProvider, stt_class, tts_class
 from ..config import ConfigError
 from ..strict import did_you_mean, explain, explain_unknown, known_keys
@@ -42,7 +43,7 @@ def _build(section: str, name: str, spec: dict[str, Any], loader, source=None, t
     kind = spec.pop("kind", None) or name
     try:
         cls = loader(kind)
-    except ValueError as e:
+    except (ValueError, MissingExtra) as e:
         raise VoiceConfigError(f"voice.{section}.{name}: {e}") from None
     known = {*known_keys(cls.Settings), "kind"}
     for key in spec:
@@ -69,10 +70,9 @@ class SpeechService:
             self.recognizers[name] = _build("transcription", name, spec, stt_class, source, text)
         if config.embedded and EMBEDDED not in self.speakers:
             self.speakers[EMBEDDED] = tts_class("espeak")(EMBEDDED, tts_class("espeak").Settings())
-        if config.offline_recognizer and OFFLINE_STT not in self.recognizers:
+        if config.offline_recognizer and OFFLINE_STT not in self.recognizers and installed("voice"):
             cls = stt_class("pocketsphinx")
-            if cls.installed():
-                self.recognizers[OFFLINE_STT] = cls(OFFLINE_STT, cls.Settings())
+            self.recognizers[OFFLINE_STT] = cls(OFFLINE_STT, cls.Settings())
         if config.default is not None and config.default not in self.speakers:
             raise VoiceConfigError(f"voice.default: no speech provider {config.default!r}"
                                    f"{did_you_mean(config.default, self.speakers)}")
@@ -114,7 +114,9 @@ class SpeechService:
 
     def recognizer(self, model: str | None) -> Target:
         if not self.recognizers:
-            raise NotFound("no speech recogniser is configured (voice.transcription)",
+            hint = "" if installed("voice") or not self.config.offline_recognizer else \
+                f"; {MissingExtra('voice', 'the offline recogniser (pocketsphinx)').message}"
+            raise NotFound(f"no speech recogniser is configured (voice.transcription){hint}",
                            code="model_not_found", param="model")
         if not model or model in OPENAI_STT_NAMES or model == "default":
             configured = [r for n, r in self.recognizers.items() if n != OFFLINE_STT]

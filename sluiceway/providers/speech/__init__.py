@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 
+from ...core.extras import require
 from .base import FORMATS, MEDIA_TYPES, Recognizer, Speech, SpeechProvider, parse_wav, wav_header
 
 TTS_KINDS: dict[str, str] = {
@@ -20,11 +21,16 @@ STT_KINDS: dict[str, str] = {
 }
 
 
+KIND_EXTRAS: dict[str, str] = {"pocketsphinx": "voice"}  # kinds whose package is a pip extra (core/extras.py)
+
+
 def _load(table: dict[str, str], kind: str, what: str) -> type:
     try:
         target = table[kind]
     except KeyError:
         raise ValueError(f"unknown {what} kind {kind!r}; known: {', '.join(sorted(table))}") from None
+    if kind in KIND_EXTRAS:
+        require(KIND_EXTRAS[kind], f"a {kind} {what}")
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
