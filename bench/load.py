@@ -15,6 +15,30 @@ import orjson
 
 FIRST_CONTENT = re.compile(rb'"content":"[^"]')
 TICK = os.sysconf("SC_CLK_TCK")
+PROMPT = "Say something long."
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """How one kind of endpoint is asked and read: its path, its request
+    body, what marks the first content and what marks a complete answer."""
+
+    path: str
+    first: re.Pattern[bytes]
+    done: bytes
+    session: bool = False
+
+    def body(self, model: str) -> bytes:
+        if self.session:  # the web UI's stored chat: a new session per request
+            return orjson.dumps({"model": model, "message": PROMPT})
+        return orjson.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
+                             "messages": [{"role": "user", "content": PROMPT}]})
+
+
+# POST /v1/chat/completions: OpenAI chunks, ending in data: [DONE]
+CHAT = Wire("/v1/chat/completions", FIRST_CONTENT, b"[DONE]")
+# POST /chat/stream: the session chat the web UI uses (user turn stored first), canonical events, ending in finish
+SESSION = Wire("/chat/stream", re.compile(rb'"type":"text-delta"'), b'"type":"finish"', session=True)
 
 
 @dataclass(slots=True)
@@ -33,11 +57,6 @@ def session(limit: int = 0) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30),  # a hung gateway is an error, not a hang
         auto_decompress=False,
     )
-
-
-def body(model: str) -> bytes:
-    return orjson.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
-                         "messages": [{"role": "user", "content": "Say something long."}]})
 
 
 class Barrier:
@@ -65,16 +84,17 @@ class Barrier:
 
 
 async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: int = 0,
-                 abandon_after: int | None = None, barrier: Barrier | None = None) -> Result:
-    """One streamed chat completion. Succeeds when it ends in [DONE] after at
-    least ``min_frames`` data frames; with ``abandon_after`` the client
-    closes the connection after that many frames instead (once everyone
-    at ``barrier`` has too)."""
+                 abandon_after: int | None = None, barrier: Barrier | None = None, wire: Wire = CHAT) -> Result:
+    """One streamed chat completion. Succeeds when it ends in ``wire.done``
+    ([DONE]) after at least ``min_frames`` data frames; with ``abandon_after``
+    the client closes the connection after that many frames instead (once
+    everyone at ``barrier`` has too)."""
     r = Result()
+    first, done_marker = wire.first, wire.done
     t0 = time.perf_counter()
     arrived = False
     try:
-        async with s.post(url, data=body(model), headers={"content-type": "application/json"}) as resp:
+        async with s.post(url, data=wire.body(model), headers={"content-type": "application/json"}) as resp:
             if resp.status != 200:
                 r.error = f"HTTP {resp.status}: {(await resp.read())[:200]!r}"
                 return r
@@ -85,12 +105,14 @@ async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: 
                 data = await content.readany()
                 if not data:
                     break
-                if r.ttft is None and FIRST_CONTENT.search(data):
-                    r.ttft = time.perf_counter() - t0
                 buf = carry + data
-                r.frames += buf.count(b"data:")
-                carry = buf[-5:]
-                if b"[DONE]" in buf:
+                if r.ttft is None and first.search(buf):
+                    r.ttft = time.perf_counter() - t0
+                # carry keeps the tail of the last read, so that a marker split across reads is
+                # seen once: whatever lies wholly inside the carry was counted already
+                r.frames += buf.count(b"data:") - carry.count(b"data:")
+                carry = buf[-32:]
+                if not done and done_marker in buf:
                     done = True
                 if abandon_after is not None and r.frames >= abandon_after:
                     if barrier is not None:
@@ -101,7 +123,7 @@ async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: 
                     r.ok = True
                     return r
             if not done:
-                r.error = f"stream ended without [DONE] after {r.frames} frames"
+                r.error = f"stream ended without {done_marker.decode()} after {r.frames} frames"
             elif r.frames < min_frames:
                 r.error = f"only {r.frames} frames, expected at least {min_frames}"
             else:
@@ -115,12 +137,16 @@ async def stream(s: aiohttp.ClientSession, url: str, model: str, *, min_frames: 
     return r
 
 
-async def full_text(s: aiohttp.ClientSession, url: str, model: str) -> tuple[str, dict | None, bool]:
-    """Parse a whole stream properly: the concatenated text, the usage, and
-    whether it ended in [DONE]. Used once per side as a sanity check."""
-    async with s.post(url, data=body(model), headers={"content-type": "application/json"}) as resp:
+async def full_text(s: aiohttp.ClientSession, url: str, model: str,
+                    wire: Wire = CHAT) -> tuple[str, int | None, bool]:
+    """Parse a whole stream properly: the concatenated text, the completion
+    tokens of the usage, and whether it ended as it should ([DONE], or a
+    finish event). Used once per side as a sanity check."""
+    async with s.post(url, data=wire.body(model), headers={"content-type": "application/json"}) as resp:
         raw = await resp.read()
-    text, usage, done = [], None, False
+        if resp.status != 200:
+            raise RuntimeError(f"{url}: HTTP {resp.status}: {raw[:300]!r}")
+    text, tokens, done = [], None, False
     for line in raw.split(b"\n"):
         if not line.startswith(b"data:"):
             continue
@@ -129,10 +155,17 @@ async def full_text(s: aiohttp.ClientSession, url: str, model: str) -> tuple[str
             done = True
             continue
         doc = orjson.loads(payload)
-        usage = doc.get("usage") or usage
+        if wire.session:  # canonical events
+            if doc.get("type") == "text-delta":
+                text.append(doc.get("delta") or "")
+            elif doc.get("type") == "finish":
+                done = True
+                tokens = (doc.get("usage") or {}).get("output", tokens)
+            continue
+        tokens = (doc.get("usage") or {}).get("completion_tokens", tokens)
         for ch in doc.get("choices") or ():
             text.append((ch.get("delta") or {}).get("content") or "")
-    return "".join(text), usage, done
+    return "".join(text), tokens, done
 
 
 def cpu_seconds(pid: int) -> float:
@@ -140,6 +173,40 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15)
+
+
+def cpu_precise(pid: int) -> float:
+    """CPU seconds of a process's live threads to the nanosecond (the
+    scheduler's run time, /proc/<pid>/task/*/schedstat), where
+    ``cpu_seconds`` counts in clock ticks (10 ms). Threads that have exited
+    are missing from it, so callers compare it with ``cpu_seconds``."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return cpu_seconds(pid)
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
+
+
+class CPU:
+    """A process's CPU time between two points: precise (schedstat) unless
+    a thread exited meanwhile and took its time with it, then in ticks."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.precise0, self.ticks0 = cpu_precise(pid), cpu_seconds(pid)
+
+    def seconds(self) -> float:
+        precise = cpu_precise(self.pid) - self.precise0
+        ticks = cpu_seconds(self.pid) - self.ticks0
+        # ticks are sampled: +-2 ticks of error, and a little more on a long interval
+        return ticks if ticks > precise * 1.05 + 3 / TICK else precise
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
