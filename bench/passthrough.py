@@ -8,11 +8,19 @@ It relays the request body (with the ``up/`` model prefix stripped, as the
 gateway routes it) and copies each upstream read straight to the client: no
 parsing, no events, no re-encoding. Whatever the gateway costs above this is
 the cost of its own logic rather than of Python, HTTP or asyncio.
+
+Like any proxy that must not leak upstream streams (and like Starlette's
+StreamingResponse, and sluiceway), it watches for ``http.disconnect`` while
+it streams and then stops reading the upstream, which closes that
+connection: uvicorn drops writes to a client that has gone without telling
+the app, so without the watcher an abandoned stream would run upstream to
+its end.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 import aiohttp
 import orjson
@@ -47,15 +55,34 @@ def make_app(upstream: str):
             doc = orjson.loads(body)
             doc["model"] = str(doc.get("model", "")).removeprefix("up/")
             body = orjson.dumps(doc)
-        async with state["s"].request(scope["method"], upstream + scope["path"], data=body or None,
-                                      headers={"content-type": "application/json"}) as resp:
-            await send({"type": "http.response.start", "status": resp.status, "headers": HEADERS})
-            content = resp.content
-            while True:
-                data = await content.readany()
-                if not data:
-                    break
-                await send({"type": "http.response.body", "body": data, "more_body": True})
+        task = asyncio.current_task()
+        gone = False
+
+        async def watch() -> None:  # the client leaving cancels the relay, wherever it waits
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            async with state["s"].request(scope["method"], upstream + scope["path"], data=body or None,
+                                          headers={"content-type": "application/json"}) as resp:
+                await send({"type": "http.response.start", "status": resp.status, "headers": HEADERS})
+                content = resp.content
+                while True:
+                    data = await content.readany()
+                    if not data:
+                        break
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            task.uncancel()
+            return
+        finally:
+            watcher.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     return app
