@@ -34,7 +34,7 @@ import orjson
 import yaml
 
 from .load import cpu_seconds
-from .run import wait_http
+from .stack import wait_http
 
 HERE = Path(__file__).resolve().parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"

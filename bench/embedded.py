@@ -33,7 +33,7 @@ import orjson
 
 from sluiceway.providers.llamacpp import embedded_model_path
 
-from .run import free_port, wait_http
+from .stack import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Write a long story about a dragon who learns to fly."

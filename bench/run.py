@@ -1,15 +1,19 @@
 """The benchmark suite: sluiceway against a direct connection to the same
-fake upstream, for the performance bar of issue 2.
+fake upstream and against a byte passthrough proxy (the floor), for the
+targets of issue 18; the session chat beside the stateless path.
 
-    python -m bench.run            # the full run (a few minutes)
-    python -m bench.run --quick    # a small version, under a minute
+    python -m bench.run            # the full run (about 3 minutes)
+    python -m bench.run --quick    # a small version, about a minute
+    python -m bench.run --only ttft,throughput --gateway-cmd "…"   # some scenarios, another build
 
 The fake upstream and this process (the load client) share one core; the
-gateway (``sluiceway serve``, one uvicorn worker, embedded model off) gets
-the other. Every figure is taken twice, straight to the upstream and through
-the gateway, and printed side by side with their ratio, so that a noisy
-machine shows up in both columns instead of lying. Results also go to
-``bench/results/latest.json``.
+passthrough and sluiceway (``sluiceway serve``, one uvicorn worker, embedded
+model off, SQLite store) get the other. Every figure is taken on every side
+in the same run, sides interleaved and figures the median of rounds, and
+printed side by side with the ratio sluiceway / passthrough and the target.
+The exit status is 0 when every target passes. Results also go to
+``bench/results/latest.json``. For instruction counts, which a noisy
+machine cannot blur, see ``bench.callgrind``.
 """
 
 from __future__ import annotations
@@ -17,16 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,41 +35,48 @@ import orjson
 
 from . import load
 from .fake_upstream import run_fast
+from .report import profile_summary, report
+from .stack import Stack, free_port, get_json, pinned, raise_nofile, two_cores, wait_http
 
 HERE = Path(__file__).resolve().parent
-SIDES = ("direct", "passthrough", "gateway")
 RESULTS = HERE / "results"
+# direct: the client straight to the upstream; passthrough: through the byte passthrough (the floor);
+# sluiceway: POST /v1/chat/completions through the gateway (stateless); session: POST /chat/stream
+# through a second gateway process of the same build (user turn stored in SQLite first, the answer a run)
+SIDES = ("direct", "passthrough", "sluiceway", "session")
+STATELESS = ("direct", "passthrough", "sluiceway")
+PROXIES = ("passthrough", "sluiceway", "session")
+SCENARIOS = ("ttft", "throughput", "paced", "slow", "abandoned")
+ALIASES = {"cpu": "paced", "cancel": "abandoned", "seq": "ttft"}
+
+__all__ = ["free_port", "main", "wait_http"]  # free_port and wait_http: older imports from here
 
 
 @dataclass
 class Sizes:
-    ttft_requests: int  # sequential requests per side
-    cpu_streams: int  # paced CPU workload: streams × chunks at cpu_interval ms
-    cpu_chunks: int
-    cpu_interval: int
-    tput_streams: int
-    tput_chunks: int  # chunks per stream, as fast as possible
-    tput_seconds: float  # per round; sides alternate and each figure is the median of the rounds
-    rounds: int
+    seq_requests: int  # sequential requests per side per round (1 stream at a time)
+    seq_chunks: int  # chunks per sequential request
+    tput_streams: int  # concurrent streams, each seq of tput_chunks as fast as possible
+    tput_chunks: int
+    tput_seconds: float  # per round per side
+    rounds: int  # figures are the median of the rounds; sides alternate within each
+    paced_streams: int  # concurrent streams of paced_chunks, one every paced_interval ms
+    paced_chunks: int
+    paced_interval: int
     slow_streams: int
     slow_chunks: int  # one every slow_interval ms
     slow_interval: int
     abandoned: int
+    warmup: int = 20  # requests per side before anything is timed
     chunk_chars: int = 16
 
 
-FULL = Sizes(ttft_requests=1000, cpu_streams=50, cpu_chunks=400, cpu_interval=5, tput_streams=50,
-             tput_chunks=500, tput_seconds=4.0, rounds=3, slow_streams=1000, slow_chunks=100, slow_interval=100,
-             abandoned=50)
-QUICK = Sizes(ttft_requests=150, cpu_streams=20, cpu_chunks=200, cpu_interval=5, tput_streams=50,
-              tput_chunks=200, tput_seconds=2.0, rounds=1, slow_streams=300, slow_chunks=30, slow_interval=100,
-              abandoned=20)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+FULL = Sizes(seq_requests=400, seq_chunks=50, tput_streams=50, tput_chunks=500, tput_seconds=4.0, rounds=3,
+             paced_streams=50, paced_chunks=400, paced_interval=5, slow_streams=1000, slow_chunks=100,
+             slow_interval=100, abandoned=50)
+QUICK = Sizes(seq_requests=120, seq_chunks=50, tput_streams=50, tput_chunks=500, tput_seconds=2.0, rounds=1,
+              paced_streams=20, paced_chunks=200, paced_interval=5, slow_streams=300, slow_chunks=30,
+              slow_interval=100, abandoned=20, warmup=10)
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -79,108 +87,76 @@ def pct(xs: list[float], p: float) -> float:
     return xs[k]
 
 
-def get_json(url: str, method: str = "GET") -> dict:
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return orjson.loads(r.read())
+def median_of(rounds: list[dict], key: str) -> float:
+    vals = [r[key] for r in rounds if r.get(key) is not None and r[key] == r[key]]
+    return statistics.median(vals) if vals else float("nan")
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up in {timeout} s")
-
-
-def pinned(core: int | None):
-    if core is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {core})
+def rotated(seq: tuple[str, ...], i: int) -> tuple[str, ...]:
+    """The sides in a different order each time, so that whoever runs after
+    whom (and its leftovers on the shared core) is spread evenly."""
+    k = i % len(seq)
+    return seq[k:] + seq[:k]
 
 
 class Bench:
     def __init__(self, sizes: Sizes, profile: float = 0.0, only: set[str] | None = None,
                  gateway_cmd: list[str] | None = None) -> None:
         self.z = sizes
-        self.gateway_cmd = gateway_cmd
         self.profile = profile
-        self.only = only or set()
-        cores = sorted(os.sched_getaffinity(0))
-        self.cores = cores[:2]
-        self.client_core = cores[0] if len(cores) >= 2 else None
-        self.gateway_core = cores[1] if len(cores) >= 2 else None
-        self.up_port, self.gw_port, self.pt_port = free_port(), free_port(), free_port()
-        self.up_url = f"http://127.0.0.1:{self.up_port}"
-        self.urls = {side: f"http://127.0.0.1:{port}/v1/chat/completions" for side, port in
-                     (("direct", self.up_port), ("passthrough", self.pt_port), ("gateway", self.gw_port))}
+        self.only = only or set(SCENARIOS)
+        self.client_core, self.gateway_core = two_cores()
+        self.cores = [c for c in (self.client_core, self.gateway_core) if c is not None]
         self.tmp = Path(tempfile.mkdtemp(prefix="sluiceway-bench-"))
-        self.procs: list[subprocess.Popen] = []
+        self.stack = Stack(self.tmp, self.client_core, self.gateway_core, gateway_cmd)
+        self.ports = {side: free_port() for side in PROXIES}
         self.results: dict = {"sizes": sizes.__dict__, "cores": {"client+upstream": self.client_core,
                                                                  "gateway+passthrough": self.gateway_core}}
 
     # -- processes ----------------------------------------------------------
     def start(self) -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+        raise_nofile()
         if self.client_core is not None:
             os.sched_setaffinity(0, {self.client_core})
-        self.up = subprocess.Popen([sys.executable, "-m", "bench.fake_upstream", "--port", str(self.up_port)],
-                                   cwd=HERE.parent, preexec_fn=pinned(self.client_core),
-                                   stdout=subprocess.DEVNULL)
-        self.procs.append(self.up)
-        wait_http(f"{self.up_url}/stats", self.up)
-        cfg = self.tmp / "sluiceway.yaml"
-        cfg.write_text("embedded: false\n")
-        exe = Path(sys.executable).with_name("sluiceway")
-        cmd = self.gateway_cmd or ([str(exe)] if exe.exists() else [sys.executable, "-m", "sluiceway.cli"])
-        self.gw_cmd = [*cmd, "serve", "--config", str(cfg), "--port", str(self.gw_port),
-                       "--provider", f"up=openai,base_url={self.up_url}/v1", "--log-level", "warning"]
-        self.gw_log = self.tmp / "gateway.log"
-        self.gw = subprocess.Popen(self.gw_cmd, cwd=self.tmp, preexec_fn=pinned(self.gateway_core),
-                                   stdout=self.gw_log.open("wb"), stderr=subprocess.STDOUT)
-        self.procs.append(self.gw)
-        self.pt = subprocess.Popen([sys.executable, "-m", "bench.passthrough", "--port", str(self.pt_port),
-                                    "--upstream", self.up_url], cwd=HERE.parent,
-                                   preexec_fn=pinned(self.gateway_core), stdout=subprocess.DEVNULL)
-        self.procs.append(self.pt)
-        wait_http(f"http://127.0.0.1:{self.gw_port}/v1/models", self.gw)
-        wait_http(f"http://127.0.0.1:{self.pt_port}/v1/models", self.pt)
-        self.pids = {"gateway": self.gw.pid, "passthrough": self.pt.pid}
+        st = self.stack
+        self.up = st.start_upstream()
+        self.urls = {"direct": st.up_url + load.CHAT.path}
+        procs = {"passthrough": st.start_passthrough(self.ports["passthrough"]),
+                 "sluiceway": st.start_gateway("sluiceway", self.ports["sluiceway"])}
+        if self.only & {"ttft", "throughput", "paced"}:
+            procs["session"] = st.start_gateway("session", self.ports["session"])
+        for side, proc in procs.items():
+            base = f"http://127.0.0.1:{self.ports[side]}"
+            wait_http(base + "/v1/models", proc)
+            self.urls[side] = base + self.wire(side).path
+        self.procs = procs
+        self.pids = {side: p.pid for side, p in procs.items()}
+        self.gw = procs["sluiceway"]
+        self.results["gateway_cmd"] = st.gateway_cmd
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        log = self.gw_log.read_text(errors="replace") if hasattr(self, "gw_log") and self.gw_log.exists() else ""
-        self.results["gateway_log_errors"] = [ln for ln in log.splitlines()
-                                              if "ERROR" in ln or "Traceback" in ln][:20]
+        self.stack.stop()
+        self.results["gateway_log_errors"] = self.stack.log_errors("sluiceway") + self.stack.log_errors("session")
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def sides(self, sides: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(s for s in sides if s == "direct" or s in self.pids)
+
+    @staticmethod
+    def wire(side: str) -> load.Wire:
+        return load.SESSION if side == "session" else load.CHAT
 
     def model(self, side: str, n: int, interval: int = 0, sid: str = "") -> str:
         m = f"bench-n{n}-s{self.z.chunk_chars}-i{interval}" + (f"-id{sid}" if sid else "")
         return m if side == "direct" else f"up/{m}"
 
-    def url(self, side: str) -> str:
-        return self.urls[side]
-
-    def proxy_cpu(self, side: str) -> float:
-        """CPU of whatever sits between client and upstream (nothing, for direct)."""
-        return load.cpu_seconds(self.pids[side]) if side in self.pids else 0.0
+    async def one(self, s, side: str, n: int, interval: int = 0, **kw) -> load.Result:
+        return await load.stream(s, self.urls[side], self.model(side, n, interval), wire=self.wire(side), **kw)
 
     async def upstream_leftover(self) -> int:
         """Streams the upstream is still serving once the clients are done."""
         for _ in range(40):
-            st = await asyncio.to_thread(get_json, f"{self.up_url}/stats")
+            st = await asyncio.to_thread(get_json, f"{self.stack.up_url}/stats")
             if st["active_streams"] == 0:
                 return 0
             await asyncio.sleep(0.05)
@@ -188,54 +164,78 @@ class Bench:
 
     # -- scenarios ------------------------------------------------------------
     async def check(self, s) -> None:
-        """Both sides must deliver the same text and usage before we time them."""
+        """Every side must deliver the same text (and usage) before we time them."""
         out = {}
-        for side in SIDES:
-            text, usage, done = await load.full_text(s, self.url(side), self.model(side, 20))
-            out[side] = (text, (usage or {}).get("completion_tokens"), done)
-        if len(set(out.values())) != 1 or not out["direct"][2]:
+        for side in self.sides(SIDES):
+            out[side] = await load.full_text(s, self.urls[side], self.model(side, 20), self.wire(side))
+        texts = {text for text, _, _ in out.values()}
+        tokens = {tok for _, tok, _ in out.values()}
+        if len(texts) != 1 or len(tokens) != 1 or not all(done for _, _, done in out.values()) \
+                or not next(iter(texts)):
             raise SystemExit(f"sanity check failed: the sides disagree: {out!r}")
 
     async def ttft(self, s) -> None:
-        times: dict[str, list[float]] = {side: [] for side in SIDES}
-        errors = dict.fromkeys(times, 0)
-        cpu0 = {side: self.proxy_cpu(side) for side in SIDES}
-        for i in range(self.z.ttft_requests + 20):
-            for side in SIDES:  # interleaved, so drift hits both sides alike
-                r = await load.stream(s, self.url(side), self.model(side, 5), min_frames=5)
-                if not r.ok or r.ttft is None:
-                    errors[side] += 1
-                elif i >= 20:  # warm-up
-                    times[side].append(r.ttft * 1000)
-        n = self.z.ttft_requests + 20
-        res = {side: {"p50": pct(v, 50), "p99": pct(v, 99), "mean": statistics.fmean(v) if v else None,
-                      "errors": errors[side], "proxy_cpu_ms_per_request": (self.proxy_cpu(side) - cpu0[side]) / n * 1000}
-               for side, v in times.items()}
-        for side in ("passthrough", "gateway"):
-            res[side]["added_p50"] = res[side]["p50"] - res["direct"]["p50"]
-            res[side]["added_p99"] = res[side]["p99"] - res["direct"]["p99"]
-        self.results["ttft_ms"] = res
+        """One stream at a time: sequential requests of ``seq_chunks`` chunks,
+        every side in turn (in a rotating order). Per round and side: TTFT
+        p50/p99 and the CPU of the process in the middle per 1000 chunks,
+        which is the per-request cost at this size; figures are the
+        median of the rounds."""
+        z = self.z
+        sides = self.sides(SIDES)
+        for i in range(z.warmup):
+            for side in rotated(sides, i):
+                await self.one(s, side, z.seq_chunks, min_frames=z.seq_chunks)
+        rounds: dict[str, list[dict]] = {side: [] for side in sides}
+        for _ in range(z.rounds):
+            times: dict[str, list[float]] = {side: [] for side in sides}
+            errors = dict.fromkeys(sides, 0)
+            client = dict.fromkeys(sides, 0.0)
+            cpu = {side: load.CPU(self.pids[side]) for side in sides if side in self.pids}
+            for i in range(z.seq_requests):
+                for side in rotated(sides, i):
+                    c0 = time.process_time()
+                    r = await self.one(s, side, z.seq_chunks, min_frames=z.seq_chunks)
+                    client[side] += time.process_time() - c0
+                    if not r.ok or r.ttft is None:
+                        errors[side] += 1
+                    else:
+                        times[side].append(r.ttft * 1000)
+            for side in sides:
+                ok = len(times[side])
+                k = max(ok * z.seq_chunks, 1) / 1000
+                used = cpu[side].seconds() if side in cpu else client[side]
+                rounds[side].append({"p50": pct(times[side], 50), "p99": pct(times[side], 99),
+                                     "mean": statistics.fmean(times[side]) if times[side] else None,
+                                     "errors": errors[side], "requests": ok, "cpu_per_1k": used / k,
+                                     "cpu_ms_per_request": used / max(ok, 1) * 1000})
+        self.results["ttft"] = summarize(rounds, ("p50", "p99", "mean", "cpu_per_1k", "cpu_ms_per_request"))
 
     async def many(self, s, side: str, streams: int, n: int, interval: int, seconds: float = 0.0,
                    min_frames: int | None = None) -> dict:
         """``streams`` concurrent workers; each streams once, or keeps streaming
         for ``seconds``. Returns chunks relayed (upstream content chunks of
-        completed streams), errors and timings."""
+        completed streams), errors and timings. TTFT is given over every
+        stream and, as ``steady``, without each worker's first stream (the
+        burst of all of them starting at once)."""
         ok = errors = 0
         samples: list[str] = []
         durations: list[float] = []
         ttfts: list[float] = []
+        steady: list[float] = []
         start = time.perf_counter()
         stop_at = start + seconds
 
         async def worker() -> None:
             nonlocal ok, errors
+            first = True
             while True:
-                r = await load.stream(s, self.url(side), self.model(side, n, interval),
-                                      min_frames=n if min_frames is None else min_frames)
+                r = await self.one(s, side, n, interval, min_frames=n if min_frames is None else min_frames)
                 durations.append(r.seconds)
                 if r.ttft is not None:
                     ttfts.append(r.ttft)
+                    if not first:
+                        steady.append(r.ttft)
+                first = False
                 if r.ok:
                     ok += 1
                 else:
@@ -249,77 +249,84 @@ class Bench:
         wall = time.perf_counter() - start
         return {"streams_ok": ok, "errors": errors, "chunks": ok * n, "seconds": wall,
                 "chunks_per_s": ok * n / wall, "error_samples": samples,
-                "stream_seconds_p50": pct(durations, 50), "stream_seconds_p90": pct(durations, 90),
-                "stream_seconds_max": max(durations, default=0.0), "ttft_seconds_p50": pct(ttfts, 50),
-                "ttft_seconds_p90": pct(ttfts, 90), "ttft_seconds_max": max(ttfts, default=0.0)}
+                "stream_seconds_p50": pct(durations, 50), "stream_seconds_max": max(durations, default=0.0),
+                "ttft_ms_p50": pct(ttfts, 50) * 1000, "ttft_ms_p99": pct(ttfts, 99) * 1000,
+                "ttft_ms_max": max(ttfts, default=float("nan")) * 1000,
+                # with fewer later streams than workers (a slow round), all of them
+                **({"steady_ttft_ms_p50": pct(steady, 50) * 1000, "steady_ttft_ms_p99": pct(steady, 99) * 1000}
+                   if len(steady) >= streams else
+                   {"steady_ttft_ms_p50": pct(ttfts, 50) * 1000, "steady_ttft_ms_p99": pct(ttfts, 99) * 1000}),
+                "steady_streams": len(steady)}
 
-    async def cpu(self, s) -> None:
-        """CPU per 1000 chunks on a paced workload (one chunk per upstream
-        read, as real token streams arrive)."""
-        z = self.z
-        res = {}
-        for side in SIDES:
-            c0, g0, u0 = time.process_time(), self.proxy_cpu(side), load.cpu_seconds(self.up.pid)
-            run = await self.many(s, side, z.cpu_streams, z.cpu_chunks, z.cpu_interval)
-            c1, g1, u1 = time.process_time(), self.proxy_cpu(side), load.cpu_seconds(self.up.pid)
-            k = max(run["chunks"], 1) / 1000
-            res[side] = {**run, "client_cpu_per_1k": (c1 - c0) / k, "proxy_cpu_per_1k": (g1 - g0) / k,
-                         "upstream_cpu_per_1k": (u1 - u0) / k}
-        res["leftover_upstream_streams"] = await self.upstream_leftover()
-        self.results["cpu_paced"] = res
+    async def measured(self, s, side: str, *args, **kw) -> dict:
+        """``many`` with the CPU of the client and of the process in the middle."""
+        c0 = time.process_time()
+        cpu = load.CPU(self.pids[side]) if side in self.pids else None
+        run = await self.many(s, side, *args, **kw)
+        client = time.process_time() - c0
+        k = max(run["chunks"], 1) / 1000
+        return {**run, "client_cpu_per_1k": client / k,
+                "cpu_per_1k": (cpu.seconds() if cpu is not None else client) / k}
 
     async def throughput(self, s) -> None:
+        """50 streams of 500 chunks as fast as they go, for tput_seconds per
+        side, the sides taking turns, ``rounds`` times: chunks/s, CPU per 1000
+        chunks and TTFT under that load."""
         z = self.z
-        rounds: dict[str, list[dict]] = {side: [] for side in SIDES}
+        sides = self.sides(SIDES)
+        rounds: dict[str, list[dict]] = {side: [] for side in sides}
         for i in range(z.rounds):
-            for side in SIDES:
-                c0, g0 = time.process_time(), self.proxy_cpu(side)
-                prof = self.start_profile() if side == "gateway" and self.profile and i == 0 else None
-                run = await self.many(s, side, z.tput_streams, z.tput_chunks, 0, seconds=z.tput_seconds)
-                c1, g1 = time.process_time(), self.proxy_cpu(side)
-                k = max(run["chunks"], 1) / 1000
-                rounds[side].append({**run, "client_cpu_per_1k": (c1 - c0) / k, "proxy_cpu_per_1k": (g1 - g0) / k})
+            for side in rotated(sides, i):
+                prof = self.start_profile() if side == "sluiceway" and self.profile and i == 0 else None
+                rounds[side].append(await self.measured(s, side, z.tput_streams, z.tput_chunks, 0,
+                                                        seconds=z.tput_seconds))
                 if prof is not None:
                     self.finish_profile(prof)
-        res: dict = {}
-        for side, runs in rounds.items():
-            res[side] = {key: statistics.median(r[key] for r in runs) for key in
-                         ("chunks_per_s", "client_cpu_per_1k", "proxy_cpu_per_1k")}
-            res[side]["errors"] = sum(r["errors"] for r in runs)
-            res[side]["error_samples"] = [e for r in runs for e in r["error_samples"]][:5]
-            res[side]["rounds"] = [round(r["chunks_per_s"]) for r in runs]
+        res = summarize(rounds, ("chunks_per_s", "cpu_per_1k", "client_cpu_per_1k", "steady_ttft_ms_p50",
+                                 "steady_ttft_ms_p99", "ttft_ms_p50", "ttft_ms_p99", "ttft_ms_max"),
+                        ttft=("steady_ttft_ms_p50", "steady_ttft_ms_p99"))
         res["leftover_upstream_streams"] = await self.upstream_leftover()
         self.results["throughput"] = res
+
+    async def paced(self, s) -> None:
+        """CPU per 1000 chunks when every chunk is its own upstream read (one
+        every ``paced_interval`` ms per stream), as real token streams come."""
+        z = self.z
+        res: dict = {}
+        for side in self.sides(SIDES):
+            res[side] = await self.measured(s, side, z.paced_streams, z.paced_chunks, z.paced_interval)
+        res["leftover_upstream_streams"] = await self.upstream_leftover()
+        self.results["paced"] = res
 
     async def slow(self, s) -> None:
         z = self.z
         res = {}
-        for side in SIDES:
+        for side in STATELESS:
             pid = self.pids.get(side, os.getpid())  # the process holding the streams' state
             base = load.rss_mb(pid)
-            c0, g0 = time.process_time(), self.proxy_cpu(side)
             with load.RSSSampler(pid) as rss:
-                run = await self.many(s, side, z.slow_streams, z.slow_chunks, z.slow_interval)
-            c1, g1 = time.process_time(), self.proxy_cpu(side)
-            k = max(run["chunks"], 1) / 1000
-            res[side] = {**run, "rss_before_mb": base, "peak_rss_mb": rss.peak[pid], "client_cpu_s": c1 - c0,
-                         "proxy_cpu_s": g1 - g0,
-                         "cpu_per_1k": ((g1 - g0) if side in self.pids else (c1 - c0)) / k}
-        res["gateway_vmhwm_mb"] = load.rss_mb(self.gw.pid, "VmHWM")
+                run = await self.measured(s, side, z.slow_streams, z.slow_chunks, z.slow_interval)
+            res[side] = {**run, "rss_before_mb": base, "peak_rss_mb": rss.peak[pid],
+                         "first_token_s_p50": run["ttft_ms_p50"] / 1000, "first_token_s_p99": run["ttft_ms_p99"] / 1000,
+                         "first_token_s_max": run["ttft_ms_max"] / 1000}
+        res["sluiceway_vmhwm_mb"] = load.rss_mb(self.gw.pid, "VmHWM")
         res["leftover_upstream_streams"] = await self.upstream_leftover()
         self.results["slow"] = res
 
     async def abandoned(self, s) -> None:
+        """Streams (one chunk per 20 ms) that the clients drop together once
+        each has had 3 chunks: how long until the upstream saw each of its
+        connections close."""
         res = {}
-        for side in ("direct", "gateway"):
-            await asyncio.to_thread(get_json, f"{self.up_url}/reset", "POST")
+        for side in STATELESS:
+            await asyncio.to_thread(get_json, f"{self.stack.up_url}/reset", "POST")
             ids = [f"{side[0]}{i}" for i in range(self.z.abandoned)]
             barrier = load.Barrier(len(ids))
-            runs = await asyncio.gather(*(load.stream(s, self.url(side), self.model(side, 100000, 20, sid),
+            runs = await asyncio.gather(*(load.stream(s, self.urls[side], self.model(side, 100000, 20, sid),
                                                       abandon_after=3, barrier=barrier) for sid in ids))
             for _ in range(100):  # up to 10 s for the stragglers, so their delay is measured too
                 await asyncio.sleep(0.1)
-                st = (await asyncio.to_thread(get_json, f"{self.up_url}/stats"))["streams"]
+                st = (await asyncio.to_thread(get_json, f"{self.stack.up_url}/stats"))["streams"]
                 if all(st.get(sid, {}).get("closed_at") for sid in ids):
                     break
             delays, missing, errors = [], 0, []
@@ -334,8 +341,10 @@ class Bench:
                 else:
                     delays.append((rec["closed_at"] - r.closed_at) * 1000)
             res[side] = {"p50_ms": pct(delays, 50), "max_ms": max(delays) if delays else float("nan"),
-                         "not_cancelled_after_1s": missing, "not_cancelled_after_10s": len(ids) - len(delays), "errors": len(errors), "error_samples": errors[:3]}
-        res["leftover_upstream_streams"] = await self.upstream_leftover()
+                         "not_cancelled_after_1s": missing, "not_cancelled_after_10s": len(ids) - len(delays),
+                         "errors": len(errors), "error_samples": errors[:3],
+                         "leftover_upstream_streams": await self.upstream_leftover()}
+        res["leftover_upstream_streams"] = res["sluiceway"]["leftover_upstream_streams"]
         self.results["abandoned"] = res
 
     # -- profiling (optional: needs py-spy) -----------------------------------
@@ -360,177 +369,69 @@ class Bench:
     async def run(self) -> None:
         async with load.session() as s:
             await self.check(s)
-            steps = [("time to first token", "ttft", self.ttft), ("CPU per 1000 chunks", "cpu", self.cpu),
-                     ("throughput at 50 streams", "throughput", self.throughput),
-                     ("slow streams", "slow", self.slow), ("abandoned streams", "abandoned", self.abandoned)]
+            steps = [("1 stream, sequential", "ttft", self.ttft),
+                     ("50 streams flat out", "throughput", self.throughput),
+                     ("paced streams", "paced", self.paced), ("slow streams", "slow", self.slow),
+                     ("abandoned streams", "abandoned", self.abandoned)]
             for name, key, step in steps:
-                if self.only and key not in self.only:
+                if key not in self.only:
                     continue
                 t = time.perf_counter()
                 print(f"… {name}", file=sys.stderr, flush=True)
                 with load.Noise(self.cores, [os.getpid(), self.up.pid, *self.pids.values()]) as noise:
                     await step(s)
-                self.results.setdefault("foreign_cpu_cores", {})[name] = round(noise.foreign, 3)
+                self.results.setdefault("foreign_cpu_cores", {})[key] = round(noise.foreign, 3)
                 print(f"  done in {time.perf_counter() - t:.1f} s; other processes used {noise.foreign:.2f} "
                       f"of our cores meanwhile", file=sys.stderr, flush=True)
 
 
-# -- report ---------------------------------------------------------------------
-
-def profile_summary(path: Path, top: int = 15) -> str:
-    """The hottest functions of a py-spy raw (folded) profile: by own time and
-    including callees, as shares of the event loop thread's samples. Other
-    threads (the aiohttp/aiosqlite workers) mostly sleep in a queue.get that
-    py-spy does not always recognise as idle, so they are left out."""
-    own: dict[str, int] = {}
-    incl: dict[str, int] = {}
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not n.isdigit() or "asyncio/runners.py" not in stack:
-            continue
-        frames = stack.split(";")
-        total += int(n)
-        own[frames[-1]] = own.get(frames[-1], 0) + int(n)
-        for f in set(frames):
-            incl[f] = incl.get(f, 0) + int(n)
-    if not total:
-        return "(empty profile)"
-    out = [f"gateway profile under the throughput run ({total} samples of the event loop thread; "
-           "the loop's own C code and syscalls show as Runner.run)", "  own time:"]
-    out += [f"    {n / total:6.1%}  {f}" for f, n in sorted(own.items(), key=lambda x: -x[1])[:top]]
-    out.append("  including callees:")
-    out += [f"    {n / total:6.1%}  {f}" for f, n in sorted(incl.items(), key=lambda x: -x[1])[:top + 8]]
-    return "\n".join(out)
-
-
-def fmt(x: float | int | None, digits: int = 2) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if x != x:
-        return "nan"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}f}"
-
-
-def ratio(d: float | None, g: float | None) -> str:
-    if d is None or g is None or d != d or g != g or d <= 0 or g < 0:
-        return "-"
-    return f"{g / d:.2f}x"
-
-
-def table(r: dict) -> tuple[str, bool]:
-    """metric | direct | passthru | gateway | gateway/direct | gateway/passthru | target | verdict"""
-    rows: list[tuple[str, ...]] = []
-    all_ok = True
-
-    def row(metric: str, d, p, g, target: str = "", ok: bool | None = None, digits: int = 2,
-            ratios: bool = True) -> None:
-        nonlocal all_ok
-        if ok is False:
-            all_ok = False
-        rows.append((metric, fmt(d, digits), fmt(p, digits), fmt(g, digits),
-                     ratio(d, g) if ratios else "-", ratio(p, g) if ratios else "-", target,
-                     "" if ok is None else ("PASS" if ok else "FAIL")))
-
-    if "ttft_ms" in r:
-        t = r["ttft_ms"]
-        row("TTFT p50, 1 stream (ms)", t["direct"]["p50"], t["passthrough"]["p50"], t["gateway"]["p50"], digits=3)
-        row("TTFT p99, 1 stream (ms)", t["direct"]["p99"], t["passthrough"]["p99"], t["gateway"]["p99"], digits=3)
-        added = t["gateway"]["added_p50"]
-        row("  added TTFT p50 (ms)", None, t["passthrough"]["added_p50"], added, "<= 1 ms", added <= 1.0, 3, False)
-        row("  added TTFT p99 (ms)", None, t["passthrough"]["added_p99"], t["gateway"]["added_p99"], digits=3,
-            ratios=False)
-        row("  proxy CPU per request (ms) *", None, t["passthrough"]["proxy_cpu_ms_per_request"],
-            t["gateway"]["proxy_cpu_ms_per_request"], "(info)", None, 3)
-    errs: dict[str, int] = {side: 0 for side in SIDES}
-    if "throughput" in r:
-        tp = r["throughput"]
-        cpu = tp["gateway"]["proxy_cpu_per_1k"]
-        row("CPU-s/1000 chunks, 50 streams flat out *", tp["direct"]["client_cpu_per_1k"],
-            tp["passthrough"]["proxy_cpu_per_1k"], cpu, "<= 0.03", cpu <= 0.03, 4)
-    if "cpu_paced" in r:
-        c = r["cpu_paced"]
-        row(f"CPU-s/1000 chunks, paced {r['sizes']['cpu_interval']} ms *", c["direct"]["client_cpu_per_1k"],
-            c["passthrough"]["proxy_cpu_per_1k"], c["gateway"]["proxy_cpu_per_1k"], digits=4)
-        errs = {side: errs[side] + c[side]["errors"] for side in SIDES}
-    if "throughput" in r:
-        cps = tp["gateway"]["chunks_per_s"]
-        row("chunks/s at 50 streams", tp["direct"]["chunks_per_s"], tp["passthrough"]["chunks_per_s"], cps,
-            ">= 25,000", cps >= 25000, 0)
-        ceiling = [1000 / x if x else None for x in (tp["passthrough"]["proxy_cpu_per_1k"], cpu)]
-        row("  chunks per CPU-second (free-core ceiling)", None, ceiling[0], ceiling[1], "(info)", None, 0)
-        errs = {side: errs[side] + tp[side]["errors"] for side in SIDES}
-    if "throughput" in r or "cpu_paced" in r:
-        row("  errors (the runs above)", errs["direct"], errs["passthrough"], errs["gateway"], "0",
-            errs["gateway"] == 0, 0, False)
-    if "slow" in r:
-        s = r["slow"]
-        n = r["sizes"]["slow_streams"]
-
-        def slow_row(metric: str, key: str, target: str = "", ok: bool | None = None, digits: int = 1) -> None:
-            row(f"{n} slow streams: {metric}", s["direct"][key], s["passthrough"][key], s["gateway"][key],
-                target, ok, digits)
-
-        slow_row("errors", "errors", "0", s["gateway"]["errors"] == 0, 0)
-        ideal = r["sizes"]["slow_chunks"] * r["sizes"]["slow_interval"] / 1000
-        slow_row(f"stream time p50 (ideal {ideal:.0f} s)", "stream_seconds_p50")
-        slow_row("stream time max (s)", "stream_seconds_max")
-        slow_row("first token p50 (s)", "ttft_seconds_p50", digits=3)
-        slow_row("first token max (s)", "ttft_seconds_max", digits=2)
-        slow_row("CPU-s/1000 chunks (with admission) *", "cpu_per_1k", digits=4)
-        rss = s["gateway"]["peak_rss_mb"]
-        slow_row("peak RSS MB **", "peak_rss_mb", "< 300", rss < 300)
-    if "abandoned" in r:
-        a = r["abandoned"]
-        m = r["sizes"]["abandoned"]
-        row(f"{m} abandoned: upstream sees close p50 (ms)", a["direct"]["p50_ms"], None, a["gateway"]["p50_ms"])
-        row(f"{m} abandoned: upstream sees close max (ms)", a["direct"]["max_ms"], None, a["gateway"]["max_ms"],
-            "<= 100", a["gateway"]["max_ms"] <= 100 and a["gateway"]["not_cancelled_after_1s"] == 0)
-        row(f"{m} abandoned: still open upstream after 1 s", a["direct"]["not_cancelled_after_1s"], None,
-            a["gateway"]["not_cancelled_after_1s"], "0", a["gateway"]["not_cancelled_after_1s"] == 0, 0, False)
-    left = sum(r[k]["leftover_upstream_streams"] for k in ("cpu_paced", "throughput", "slow", "abandoned") if k in r)
-    row("upstream streams left running at the end", None, None, left, "0", left == 0, 0, False)
-
-    head = ("metric", "direct", "passthru", "gateway", "gw/direct", "gw/passthru", "target", "")
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    notes = ["*  CPU of the process in the middle; the direct column is the load client's own CPU, for scale.",
-             "   Flat out, one upstream read carries several chunks; paced, every chunk is its own read and write.",
-             "** the direct column is the load client holding the same streams itself (its RSS includes the runner)."]
-    notes.append("The ceiling row is 1 / CPU per chunk: what one otherwise idle core would relay; it is "
-                 "informational (the bar is the measured row), but it survives a busy machine.")
-    return "\n".join([line(head), "-+-".join("-" * w for w in widths), *(line(x) for x in rows), "", *notes]), all_ok
+def summarize(rounds: dict[str, list[dict]], keys: tuple[str, ...],
+              ttft: tuple[str, str] = ("p50", "p99")) -> dict:
+    """Per side: the median over rounds of each figure, the rounds
+    themselves, errors; and the TTFT added over direct (per round, then the
+    median), as ``added_p50`` / ``added_p99``."""
+    res: dict = {}
+    for side, runs in rounds.items():
+        res[side] = {key: median_of(runs, key) for key in keys}
+        res[side]["errors"] = sum(r["errors"] for r in runs)
+        res[side]["error_samples"] = [e for r in runs for e in r.get("error_samples", [])][:5]
+        res[side]["rounds"] = [{k: v for k, v in r.items() if k != "error_samples"} for r in runs]
+    if "direct" in rounds:
+        base = rounds["direct"]
+        for side, runs in rounds.items():
+            if side == "direct":
+                continue
+            for name, key in zip(("added_p50", "added_p99"), ttft, strict=True):
+                res[side][name] = statistics.median(r[key] - d[key] for r, d in zip(runs, base, strict=True))
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="sluiceway vs a direct connection to a fake upstream")
-    ap.add_argument("--quick", action="store_true", help="a small version, under a minute")
+    ap = argparse.ArgumentParser(description="sluiceway vs a byte passthrough vs a direct connection to a fake "
+                                             "upstream, for the targets of issue 18")
+    ap.add_argument("--quick", action="store_true", help="a small version, about a minute")
     ap.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
-                    help="record a py-spy profile of the gateway during the throughput run "
+                    help="record a py-spy profile of sluiceway during the first throughput round "
                          "(raw folded stacks in bench/results/gateway-profile.txt)")
     ap.add_argument("--only", default="", metavar="NAMES",
-                    help="comma-separated scenarios to run: ttft,cpu,throughput,slow,abandoned (default: all)")
+                    help=f"comma-separated scenarios to run: {','.join(SCENARIOS)} (default: all)")
+    ap.add_argument("--rounds", type=int, default=0, help="rounds of the ttft and throughput scenarios")
     ap.add_argument("--abandoned", type=int, default=0, metavar="N", help="streams for the abandoned scenario")
     ap.add_argument("--gateway-cmd", default="", metavar="CMD",
                     help="run the gateway with this command instead of `sluiceway` (it gets `serve --config …`); "
-                         "e.g. a launcher that patches a proposed change in, for an A/B comparison")
+                         "e.g. a launcher that patches a proposed change in, or sets PYTHONPATH to another "
+                         "worktree, for an A/B comparison")
     ap.add_argument("--json", default=str(RESULTS / "latest.json"), help="where to write the results")
     args = ap.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = Sizes(**(QUICK if args.quick else FULL).__dict__)
     if args.profile:
         sizes.tput_seconds = max(sizes.tput_seconds, args.profile + 1)
     if args.abandoned:
         sizes.abandoned = args.abandoned
-    only = {x.strip() for x in args.only.split(",") if x.strip()}
-    unknown = only - {"ttft", "cpu", "throughput", "slow", "abandoned"}
+    if args.rounds:
+        sizes.rounds = args.rounds
+    only = {ALIASES.get(x.strip(), x.strip()) for x in args.only.split(",") if x.strip()}
+    unknown = only - set(SCENARIOS)
     if unknown:
         ap.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     bench = Bench(sizes, args.profile, only, shlex.split(args.gateway_cmd) or None)
@@ -543,15 +444,13 @@ def main(argv: list[str] | None = None) -> int:
     r = bench.results
     r["wall_seconds"] = time.perf_counter() - t0
     r["command"] = shlex.join(["python", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])])
-    text, ok = table(r)
-    r["passed"] = ok
+    text, checks = report(r)
+    r["checks"] = checks
+    r["passed"] = all(c["ok"] for c in checks)
     print(f"sluiceway benchmark ({'quick' if args.quick else 'full'}; client+upstream on core "
-          f"{bench.client_core}, gateway on core {bench.gateway_core}; {r['wall_seconds']:.0f} s)")
+          f"{bench.client_core}, passthrough and sluiceway on core {bench.gateway_core}; "
+          f"{r['wall_seconds']:.0f} s)")
     print(text)
-    foreign = r.get("foreign_cpu_cores", {})
-    if foreign:
-        print("other processes' CPU on our two cores (in cores; the less the better): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in foreign.items()))
     if r["gateway_log_errors"]:
         print("\ngateway log errors:\n  " + "\n  ".join(r["gateway_log_errors"]))
     prof = RESULTS / "gateway-profile.txt"
@@ -560,8 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    print(f"\nresults: {out}")
-    return 0 if ok else 1
+    failed = [c["figure"] for c in checks if not c["ok"]]
+    print(f"\n{len(checks) - len(failed)} of {len(checks)} targets met"
+          + (f"; missed: {'; '.join(failed)}" if failed else "") + f"\nresults: {out}")
+    return 0 if not failed else 1
 
 
 if __name__ == "__main__":
