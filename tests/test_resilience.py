@@ -103,6 +103,25 @@ def test_midstream_stall_is_an_in_stream_error_with_partial_text_intact(upstream
     assert upstream.last("r-idle").wait_closed(1.0)
 
 
+def test_total_deadline_ends_a_stream_that_never_goes_idle(upstream, make_server):
+    """Every read moves the idle deadline on; the total deadline must still
+    fire mid-read (one timer per stream, re-armed as the deadlines move)."""
+    steps = [sse(chat_chunk({"role": "assistant", "content": ""}))]
+    for _ in range(40):
+        steps += [0.05, sse(chat_chunk({"content": "."}))]
+    upstream.add("r-drip", steps)
+    srv = make_server(timeouts={"idle": 0.3, "total": 0.6})
+    got, t0 = [], time.monotonic()
+    with pytest.raises(openai.APIError, match="total timeout"):
+        for c in client(srv).chat.completions.create(model="up/r-drip", messages=ASK, stream=True):
+            if c.choices and c.choices[0].delta.content:
+                got.append(c.choices[0].delta.content)
+    took = time.monotonic() - t0
+    assert 3 <= len(got) < 40, got  # dots arrived, and the stream was cut before its end
+    assert took < 1.8, took
+    assert upstream.last("r-drip").wait_closed(1.0)
+
+
 def test_midstream_failover_continues_seamlessly_on_the_next_deployment(upstream, make_server):
     upstream.add("r-dies", [sse(chat_chunk({"role": "assistant", "content": ""})),
                             sse(chat_chunk({"content": "The answer "})), sse(chat_chunk({"content": "is "})), HANG])

@@ -64,6 +64,7 @@ async def relay(opening: Awaitable[aiohttp.ClientResponse], decoder: Decoder, de
             if failed is not None:
                 raise failed
     finally:
+        reader.close()
         if decoder.done:
             resp.release()
         else:  # abandoned or failed: drop the connection so the upstream stops (protocols.md §9 #6)

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -19,6 +20,7 @@ from ..core import Deadlines, SluicewayError, Timeout, UpstreamUnavailable, Wire
 log = logging.getLogger("sluiceway.http")
 
 MAX_ERROR_BODY = 64 * 1024
+INF = float("inf")
 
 
 PROXY_VARS = ("https_proxy", "http_proxy", "all_proxy", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
@@ -108,9 +110,16 @@ async def raise_for_status(resp: aiohttp.ClientResponse, provider: str, trace: W
 class DeadlineReader:
     """Reads a response body chunk by chunk under first-token, idle and total
     deadlines. A coroutine per read rather than an async generator, to keep
-    the per-chunk call chain short."""
+    the per-chunk call chain short.
 
-    __slots__ = ("_content", "_loop", "_next", "_idle", "_total_at", "_provider", "_first")
+    One timer per stream rather than a timeout per read: a read only moves
+    the deadline (a float), and the timer, when it fires, re-arms itself at
+    the current deadline or cancels the read waiting past it. The idle
+    deadline moves forward with every read, so the timer is re-armed about
+    once per idle period instead of being made and cancelled per chunk."""
+
+    __slots__ = ("_content", "_loop", "_next", "_idle", "_total_at", "_provider", "_first", "_timer", "_armed_at",
+                 "_waiting", "_expired")
 
     def __init__(self, resp: aiohttp.ClientResponse, deadline: Deadlines, provider: str,
                  started: float | None = None) -> None:
@@ -122,6 +131,10 @@ class DeadlineReader:
         self._next = now + deadline.first_token if deadline.first_token else None
         self._provider = provider
         self._first = False  # has content arrived? until then the first-token deadline holds
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = INF
+        self._waiting: asyncio.Task[Any] | None = None  # the task inside read(), if any
+        self._expired = False
 
     def _when(self) -> float | None:
         if self._next is None:
@@ -130,18 +143,35 @@ class DeadlineReader:
             return self._next
         return min(self._next, self._total_at)
 
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_at = when
+        self._timer = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._armed_at = None, INF
+        when = self._when()
+        if when is None:
+            return
+        if self._loop.time() < when:
+            self._arm(when)  # reads moved the deadline on since this was armed
+        elif self._waiting is not None:
+            self._expired = True
+            self._waiting.cancel()
+        # else no read is waiting: the next read() arms a timer at the past deadline, which fires at once
+
     async def read(self) -> bytes:
         when = self._when()
+        if when is not None and when < self._armed_at:
+            self._arm(when)  # the first read, or the first token brought the deadline forward
+        self._waiting = asyncio.current_task()
         try:
-            if when is None:
-                data = await self._content.readany()
-            else:
-                async with asyncio.timeout_at(when):
-                    data = await self._content.readany()
-        except TimeoutError:
-            kind = "total" if self._total_at is not None and self._loop.time() >= self._total_at else (
-                "idle" if self._first else "first-token")
-            raise Timeout(f"{self._provider}: upstream {kind} timeout", provider=self._provider) from None
+            data = await self._content.readany()
+        except asyncio.CancelledError:
+            if self._expired and self._waiting is not None and self._waiting.uncancel() == 0:
+                raise self._timeout() from None
+            raise
         except aiohttp.ClientPayloadError as e:
             # the library's wording ("<TransferEncodingError: 400, ...>") means nothing to a client
             log.info("%s: upstream body incomplete: %s", self._provider, e)
@@ -150,15 +180,28 @@ class DeadlineReader:
         except (aiohttp.ClientConnectionError, ConnectionError) as e:
             raise UpstreamUnavailable(f"{self._provider}: upstream connection lost: {type(e).__name__}",
                                       provider=self._provider) from None
+        finally:
+            self._waiting = None
         if self._first:
             self._next = self._loop.time() + self._idle if self._idle is not None else None
         return data
+
+    def _timeout(self) -> Timeout:
+        kind = "total" if self._total_at is not None and self._loop.time() >= self._total_at else (
+            "idle" if self._first else "first-token")
+        return Timeout(f"{self._provider}: upstream {kind} timeout", provider=self._provider)
 
     def mark_first_token(self) -> None:
         """Content has arrived: switch from the first-token deadline to the idle deadline."""
         if not self._first:
             self._first = True
             self._next = self._loop.time() + self._idle if self._idle is not None else None
+
+    def close(self) -> None:
+        """The stream is over: drop the timer (it holds this reader alive until it fires)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def open_stream(session: aiohttp.ClientSession, url: str, *, provider: str, deadline: Deadlines,
