@@ -2,7 +2,10 @@
 stored and answers that are runs.
 
 The user message (and a ``streaming`` assistant placeholder) is committed
-before the model is called; the generation is a run (``engine.runs``),
+before the model is called; a turn may instead, or first, answer the tool
+calls the last answer ended with (``tool_results``: a client's tools, which
+the server cannot run), stored as a ``tool`` message; the generation is a
+run (``engine.runs``),
 saved by the recorder when it ends, however it ends. ``/chat/stream``
 speaks the session-chat protocol (``protocols.session_chat``); the run,
 session and message ids are also in the ``x-run-id`` / ``x-session-id`` /
@@ -19,7 +22,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..core import ChatRequest, Message, NotFound, SluicewayError
+from ..core import BadRequest, ChatRequest, Message, NotFound, SluicewayError
 from ..engine.runs import Recorder
 from ..protocols import session_chat
 from .auth import admit, owner, row_owner
@@ -38,12 +41,17 @@ log = logging.getLogger("sluiceway.chat")
 class Started:
     run_id: str
     session: dict[str, Any]
-    user: dict[str, Any]
+    user: dict[str, Any] | None
     assistant: dict[str, Any]
+    tool: dict[str, Any] | None = None
 
     def ids(self) -> dict[str, str]:
-        return {"run_id": self.run_id, "session_id": self.session["id"], "message_id": self.assistant["id"],
-                "user_message_id": self.user["id"]}
+        out = {"run_id": self.run_id, "session_id": self.session["id"], "message_id": self.assistant["id"]}
+        if self.user is not None:
+            out["user_message_id"] = self.user["id"]
+        if self.tool is not None:
+            out["tool_message_id"] = self.tool["id"]
+        return out
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"x-run-id", self.run_id.encode()), (b"x-session-id", self.session["id"].encode()),
@@ -65,14 +73,20 @@ async def start_chat(request: Request) -> Started:
         if session is None:
             raise NotFound(f"session {inp.session_id!r} does not exist", code="session_not_found",
                            param="session_id")
+    tool_parts = None
+    if inp.tool_results:  # answers to the last answer's calls: checked against the stored session
+        if session is None:
+            raise BadRequest("'tool_results' answer a stored session's tool calls: 'session_id' is required",
+                             param="session_id")
+        tool_parts = session_chat.tool_result_parts(inp.tool_results, await store.list_messages(session["id"]))
     model = inp.model or (session or {}).get("model") or "default"
     state.gateway.router.resolve(model)  # unknown model → 404 before anything is written
     grant = await admit(request, model)  # the key's allow-list and limits, also before any write
     system = inp.system or (session or {}).get("system")
-    turn = await grant.guard(store.begin_turn(inp.session_id, inp.message, model=model, system=system,
-                                              owner=mine))
-    messages = ([Message.of("system", system)] if system else []) + session_chat.history_messages(turn.history)
-    messages.append(Message.of("user", inp.message))
+    turn = await grant.guard(store.begin_turn(inp.session_id, inp.message, model=model, system=system, owner=mine,
+                                              user_parts=session_chat.user_parts(inp), tool_parts=tool_parts))
+    messages = ([Message.of("system", system)] if system else []) + session_chat.history_messages(
+        [*turn.history, *turn.inputs])
     req = ChatRequest(model=model, messages=messages, **inp.params)
     rec = Recorder(store, turn.assistant["id"], req, checkpoint_interval=state.config.store.checkpoint_interval,
                    trace=state.config.store.traces)
@@ -82,7 +96,7 @@ async def start_chat(request: Request) -> Started:
         rec.opened = await router.open(req, overrides)
         return rec.opened
 
-    started = Started(turn.assistant["id"], turn.session, turn.user, turn.assistant)
+    started = Started(turn.assistant["id"], turn.session, turn.user, turn.assistant, turn.tool)
     rec.log_json = lambda: runs.log.json(started.run_id)  # the trace shares the readers' encoding
     try:
         await runs.start(started.run_id, open_, grant.observers(rec), meta={**started.ids(), "owner": row_owner(mine)})
@@ -140,7 +154,8 @@ async def chat(request: Request) -> Response:
     trace = await store.get_trace(started.assistant["id"]) if state.config.store.traces else None
     wire = ((trace or {}).get("request") or {}).get("wire") or {}
     return json_response({**started.ids(), "session": started.session, "user_message": started.user,
-                          "message": msg, "content": msg["text"], "raw_response": wire.get("response")},
+                          "tool_message": started.tool, "message": msg, "content": msg["text"],
+                          "raw_response": wire.get("response")},
                          200, headers)
 
 

@@ -240,12 +240,19 @@ SCHEMAS: J = {
                        "reasoning_effort": s(enum=["none", "minimal", "low", "medium", "high"])}, extra=False),
     "SessionChatRequest": obj({
         "message": {"anyOf": [s(minLength=1, maxLength=10_000),
-                              obj({"role": {"const": "user"}, "content": s(minLength=1)}, ("content",))]},
+                              obj({"role": {"const": "user"},
+                                   "content": {"anyOf": [s(minLength=1), arr(ref("ChatContentPart"), minItems=1,
+                                                                             maxItems=17)]}}, ("content",))]},
+        "tool_results": ref("ToolResults"),
         "session_id": nullable(ID), "model": nullable(MODEL), "system": nullable(s()),
         "params": ref("ChatParams"),
         "temperature": num(0, 2), "top_p": num(0, 1), "max_tokens": i(minimum=1, maximum=1_000_000), "seed": i(),
         "stop": arr(s(), maxItems=4), "reasoning_effort": s(enum=["none", "minimal", "low", "medium", "high"]),
-    }, ("message",), extra=False),
+    }, extra=False, anyOf=[{"required": ["message"]}, {"required": ["tool_results"], "description":
+                           "answers to the tool calls the session's last answer waits on (needs session_id)"}]),
+    "ToolResults": arr(obj({"tool_call_id": s(minLength=1), "content": s(), "role": {"const": "tool"},
+                            "dismissed": {**BOOL, "description": "The user chose not to run the call"}},
+                           ("tool_call_id", "content"), extra=False), minItems=1, maxItems=128),
     "SessionFields": obj({"title": nullable(s(maxLength=TITLE_MAX)), "model": nullable(MODEL),
                           "system": nullable(s())}, extra=False),
     "Session": obj({"id": s(), "title": nullable(s()), "model": nullable(s()), "system": nullable(s()),
@@ -254,7 +261,9 @@ SCHEMAS: J = {
                           "text": s(), "status": s(enum=["streaming", "complete", "interrupted", "error"])},
                          ("id", "role", "status")),
     "SessionChatResult": obj({"run_id": s(), "session_id": s(), "message_id": s(), "user_message_id": s(),
-                              "session": ref("Session"), "user_message": ref("StoredMessage"),
+                              "tool_message_id": s(), "session": ref("Session"),
+                              "user_message": nullable(ref("StoredMessage")),
+                              "tool_message": nullable(ref("StoredMessage")),
                               "message": ref("StoredMessage")}, ("run_id", "session_id", "message_id", "message")),
     # --- admin
     "ApiKeyCreate": obj({

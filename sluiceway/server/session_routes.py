@@ -1,5 +1,6 @@
-"""Sessions: CRUD, their messages (list, truncate to regenerate), a
-model-written title, export (JSON, Markdown) and debug traces."""
+"""Sessions: CRUD, their messages (list, truncate to regenerate, tool
+results recorded without a model call), a model-written title, export (JSON,
+Markdown) and debug traces."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.responses import Response
 
 from ..core import BadRequest, ChatRequest, Message, NotFound, SluicewayError, fold
 from ..engine.runs import Runs
+from ..protocols import session_chat
 from ..store import Store
 from .auth import admit, owner, row_owner
 from .errors import JSON, json_response
@@ -141,10 +143,31 @@ async def _truncate(request: Request, store: Store, runs: Runs, sid: str) -> Res
     return json_response({"session_id": sid, "deleted": deleted})
 
 
+async def session_tool_results(request: Request) -> Response:
+    """``POST /sessions/{id}/tool-results``: store results for the tool calls
+    the session's last answer is waiting on, without asking the model (a
+    user dismissed them and goes on with a new message later). ``/chat``
+    with ``tool_results`` stores them and has the model go on at once."""
+    state: AppState = request.app.state.sluiceway
+    store, _ = store_and_runs(state)
+    sid = request.path_params["session_id"]
+    await _session_or_404(request, store, sid)
+    raw = await read_json(request, state.config.server.max_body_bytes)
+    if not isinstance(raw, dict) or set(raw) != {"tool_results"}:
+        raise BadRequest("the body must be an object {tool_results: [{tool_call_id, content, dismissed?}]}",
+                         param="tool_results")
+    results = session_chat.decode_tool_results(raw["tool_results"], state.config.store.max_message_chars)
+    parts = session_chat.tool_result_parts(results, await store.list_messages(sid))
+    stored = await store.append_message(sid, "tool", parts)
+    if stored is None:
+        raise NotFound(f"session {sid!r} does not exist", code="session_not_found")
+    return json_response(stored, 201)
+
+
 def to_markdown(s: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     out = [f"# {s['title'] or 'Untitled chat'}", ""]
     for m in messages:
-        who = {"user": "User", "assistant": "Assistant", "system": "System"}.get(m["role"], m["role"])
+        who = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}.get(m["role"], m["role"])
         note = "" if m["status"] == "complete" else f" _({m['status']})_"
         out.append(f"## {who}{note}")
         out.append("")
@@ -158,6 +181,8 @@ def to_markdown(s: dict[str, Any], messages: list[dict[str, Any]]) -> str:
                 out.extend([f"Tool call `{p['name']}`:", "", "```json", p["arguments"], "```", ""])
             elif p["type"] == "tool_result":
                 out.extend([f"Tool result `{p['name']}`:", "", "```", p["output"], "```", ""])
+            elif p["type"] == "image":
+                out.extend(["_(image)_", ""])
     return "\n".join(out)
 
 
@@ -209,6 +234,11 @@ def ops() -> list[Op]:
            "truncateSession", {"200": ok(obj({"session_id": s(), "deleted": arr(s())})),
                                **errors("OpenAIError", 400, 401, 404, 409)},
            (sid, query("from", ID, "The first message to delete", required=True))),
+        Op("POST", "/sessions/{session_id}/tool-results", session_tool_results,
+           "Store results for the tool calls the last answer waits on, without running the model "
+           "(POST /chat with tool_results runs it)", "sessions", "sessionToolResults",
+           {"201": ok(ref("StoredMessage")), **errors("OpenAIError", 400, 401, 404, 413)}, (sid,),
+           body=body(obj({"tool_results": ref("ToolResults")}, ("tool_results",), extra=False))),
         Op("POST", "/sessions/{session_id}/title", session_title, "Ask the model for a title and save it",
            "sessions", "titleSession",
            {"200": ok(ref("Session")), **errors("OpenAIError", 400, 401, 403, 404, 429, 502, 503, 504)}, (sid,),

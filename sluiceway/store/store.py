@@ -2,9 +2,9 @@
 
 SQLite (a file, WAL) by default, PostgreSQL through asyncpg. Every write is
 one short transaction; message positions come from an atomic
-``UPDATE sessions SET next_seq = next_seq + 2 … RETURNING`` so concurrent
-turns on one session never collide and a user message and its assistant
-answer sit next to each other.
+``UPDATE sessions SET next_seq = next_seq + n … RETURNING`` so concurrent
+turns on one session never collide and a turn's messages (tool results, user
+message, assistant answer) sit next to each other.
 """
 
 from __future__ import annotations
@@ -96,13 +96,21 @@ def owns(owner: Owner, row_owner: str | None) -> bool:
 
 @dataclass(slots=True)
 class Turn:
-    """What ``begin_turn`` committed: the session, the user message and the
-    assistant message (status ``streaming``) that the run will fill in."""
+    """What ``begin_turn`` committed: the session, the user message (None in
+    a turn of tool results only), the assistant message (status
+    ``streaming``) that the run will fill in, and the ``tool`` message of
+    the results the turn answered, if any."""
 
     session: dict[str, Any]
-    user: dict[str, Any]
+    user: dict[str, Any] | None
     assistant: dict[str, Any]
     history: list[dict[str, Any]]  # the session's messages before this turn, in order
+    tool: dict[str, Any] | None = None
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """The messages this turn added before its answer, in order."""
+        return [m for m in (self.tool, self.user) if m is not None]
 
 
 class Store:
@@ -174,16 +182,26 @@ class Store:
             return res.rowcount > 0
 
     # ------------------------------------------------------------- messages
-    async def begin_turn(self, session_id: str | None, user_text: str, *, model: str | None = None,
-                         provider: str | None = None, system: str | None = None, owner: Owner = ANY) -> Turn:
-        """Commit the user message and a ``streaming`` assistant placeholder in
-        one transaction, creating the session when ``session_id`` is None."""
+    async def begin_turn(self, session_id: str | None, user_text: str | None, *, model: str | None = None,
+                         provider: str | None = None, system: str | None = None, owner: Owner = ANY,
+                         user_parts: list[dict[str, Any]] | None = None,
+                         tool_parts: list[dict[str, Any]] | None = None) -> Turn:
+        """Commit the turn's input and a ``streaming`` assistant placeholder in
+        one transaction, creating the session when ``session_id`` is None. The
+        input: ``tool_parts`` (tool results, stored as a ``tool`` message) and
+        the user message, ``user_text`` or its ``user_parts`` (text and
+        images); ``user_text`` None: no user message."""
         t = now()
+        inputs: list[tuple[str, list[dict[str, Any]]]] = [("tool", tool_parts)] if tool_parts else []
+        if user_text is not None:
+            inputs.append(("user", user_parts if user_parts is not None else [{"type": "text", "text": user_text}]))
+        n = len(inputs) + 1
+        title = title_from(user_text) if user_text else None
         async with self.tx() as s:
             if session_id is None:  # a new session: insert it at its first positions, no history
                 session_id = new_id()
-                srow = SessionRow(id=session_id, title=title_from(user_text), model=model, system=system,
-                                  next_seq=2, created_at=t, updated_at=t, owner=None if owner == ANY else owner)
+                srow = SessionRow(id=session_id, title=title, model=model, system=system,
+                                  next_seq=n, created_at=t, updated_at=t, owner=None if owner == ANY else owner)
                 s.add(srow)
                 await s.flush()  # no relationship() tells the unit of work to insert the session first
                 session, seq, history = session_dict(srow), 0, []
@@ -192,29 +210,46 @@ class Store:
                                                 SessionRow.owner == owner]
                 res = await s.execute(
                     update(SessionRow).where(SessionRow.id == session_id, *mine)
-                    .values(next_seq=SessionRow.next_seq + 2, updated_at=t,
-                            title=func.coalesce(SessionRow.title, title_from(user_text)))
+                    .values(next_seq=SessionRow.next_seq + n, updated_at=t,
+                            title=func.coalesce(SessionRow.title, title))
                     .returning(SessionRow.next_seq, SessionRow.title, SessionRow.model, SessionRow.system,
                                SessionRow.created_at))
                 got = res.first()
                 if got is None:
                     raise NotFound(f"session {session_id!r} does not exist", code="session_not_found",
                                    param="session_id")
-                seq = got.next_seq - 2
+                seq = got.next_seq - n
                 session = {"id": session_id, "title": got.title, "model": got.model, "system": got.system,
                            "created_at": _iso(got.created_at), "updated_at": _iso(t)}
                 rows = await s.scalars(select(MessageRow).where(MessageRow.session_id == session_id,
                                                                 MessageRow.seq < seq).order_by(MessageRow.seq))
                 history = [message_dict(r) for r in rows]
-            user = MessageRow(id=new_id(), session_id=session_id, seq=seq, role="user",
-                              parts=[{"type": "text", "text": user_text}], status="complete",
-                              created_at=t, updated_at=t)
+            rows = {role: MessageRow(id=new_id(), session_id=session_id, seq=seq + k, role=role, parts=parts,
+                                     status="complete", created_at=t, updated_at=t)
+                    for k, (role, parts) in enumerate(inputs)}
             asst_id = new_id()
-            asst = MessageRow(id=asst_id, session_id=session_id, seq=seq + 1, role="assistant", parts=[],
+            asst = MessageRow(id=asst_id, session_id=session_id, seq=seq + n - 1, role="assistant", parts=[],
                               status="streaming", model=model, provider=provider, run_id=asst_id,
                               created_at=t, updated_at=t)
-            s.add_all([user, asst])
-        return Turn(session, message_dict(user), message_dict(asst), history)
+            s.add_all([*rows.values(), asst])
+        user, tool = rows.get("user"), rows.get("tool")
+        return Turn(session, message_dict(user) if user else None, message_dict(asst), history,
+                    message_dict(tool) if tool else None)
+
+    async def append_message(self, session_id: str, role: str, parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Store one complete message at the session's end (tool results the
+        model need not answer now); None when the session does not exist."""
+        t = now()
+        async with self.tx() as s:
+            got = (await s.execute(update(SessionRow).where(SessionRow.id == session_id)
+                                   .values(next_seq=SessionRow.next_seq + 1, updated_at=t)
+                                   .returning(SessionRow.next_seq))).first()
+            if got is None:
+                return None
+            row = MessageRow(id=new_id(), session_id=session_id, seq=got.next_seq - 1, role=role, parts=parts,
+                             status="complete", created_at=t, updated_at=t)
+            s.add(row)
+        return message_dict(row)
 
     async def truncate_session(self, session_id: str, from_message_id: str) -> list[str] | None:
         """Delete a session's messages from ``from_message_id`` on (with their
