@@ -3,7 +3,8 @@ provider converts from. Plain dataclasses; not on the per-chunk hot path."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any, Literal
 
 from .wire import WireTrace
@@ -134,3 +135,13 @@ class ChatRequest:
     def system(self) -> str:
         """All system messages joined, for vendors that take one system prompt."""
         return "\n\n".join(m.text for m in self.messages if m.role == "system")
+
+    def with_model(self, model: str) -> ChatRequest:
+        """A copy naming another model: ``dataclasses.replace(req, model=…)``
+        without its per-call field scan (done twice on every request)."""
+        new = ChatRequest(*_values(self))
+        new.model = model
+        return new
+
+
+_values = attrgetter(*(f.name for f in fields(ChatRequest)))

@@ -3,6 +3,8 @@ process (tests, embedding) never collide on the global default registry."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -13,6 +15,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+MAX_CHILDREN = 10_000
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 RATE_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
 # whole requests, streams included: a long answer takes tens of seconds
@@ -52,3 +55,16 @@ class Metrics:
         GCCollector(registry=r)
         self.circuit_open = Gauge("sluiceway_circuit_open", "1 while a deployment's circuit is open",
                                   ["deployment"], registry=r)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: prometheus_client validates
+        and locks on every ``labels`` call, and a request makes about eight.
+        Children are never removed here, so a remembered one stays valid."""
+        key = (id(metric), labels)
+        c = self._children.get(key)
+        if c is None:
+            if len(self._children) >= MAX_CHILDREN:  # a label (a model name) a client made up, many times over
+                self._children.clear()
+            c = self._children[key] = metric.labels(*labels)
+        return c

@@ -146,7 +146,7 @@ class Router:
         # counted from here, so a provider replaced at runtime is not closed under a stream that is
         # still waiting for its first token; Opened.aclose (or a failover) uncounts it
         inflight.opened(dep.provider)
-        stream = dep.provider.stream(replace(req, model=dep.model), deadline=deadline)
+        stream = dep.provider.stream(req.with_model(dep.model), deadline=deadline)
         try:
             first: list[Event] = []
             async for batch in stream:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import time
-import uuid
 
 import orjson
 
@@ -81,7 +81,7 @@ class HttpMetrics:
                 rid = v[:128]
                 break
         if not rid:
-            rid = uuid.uuid4().hex.encode()
+            rid = os.urandom(16).hex().encode()
         scope.setdefault("state", {})["request_id"] = rid_text = rid.decode("latin-1")
         request_id.set(rid_text)
         scope[RAW_SEND] = send
@@ -112,8 +112,8 @@ class HttpMetrics:
                        else "client_error" if status < 500 else "error")
             method, code = scope["method"], str(status)
             took = time.perf_counter() - t0
-            metrics.http_requests.labels(method, label, code, outcome).inc()
-            metrics.http_latency.labels(method, label, code).observe(took)
+            metrics.child(metrics.http_requests, method, label, code, outcome).inc()
+            metrics.child(metrics.http_latency, method, label, code).observe(took)
             if getattr(scope["app"].state, "access_log", False):
                 log_access(scope, status, outcome, took)
 

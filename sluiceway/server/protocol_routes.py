@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -134,7 +134,7 @@ async def serve(request: Request, proto: Protocol) -> Any:
                             "deployment": opened.deployment.label, "usage": metrics}
     # the response names the model that answered; the name asked for goes in a header
     alias = alias_header(req.model, opened.deployment.label)
-    answered = replace(req, model=opened.deployment.label)
+    answered = req.with_model(opened.deployment.label)
     if proto.run is not None and state.runs is not None:
         rs = RunStart(request, state, proto, body, answered, opened, observers)
         try:

@@ -37,7 +37,7 @@ class MetricsObserver:
     def batch(self, events: list[Event]) -> None:
         if self.first_at is None:
             self.first_at = time.perf_counter()
-            self.m.ttft.labels(self.model, self.provider).observe(self.first_at - self.t0)
+            self.m.child(self.m.ttft, self.model, self.provider).observe(self.first_at - self.t0)
             if self.span is not None:
                 self.span.add_event("first_token")
         last = events[-1] if events else None
@@ -60,8 +60,8 @@ class MetricsObserver:
         if outcome is Outcome.INTERRUPTED:  # the metric's label for it has always been "disconnect"
             self.outcome = "disconnect"
             m.cancellations.inc()
-        m.requests.labels(self.protocol, self.model, self.outcome).inc()
-        m.stream_duration.labels(self.model, self.provider, self.outcome).observe(time.perf_counter() - self.t0)
+        m.child(m.requests, self.protocol, self.model, self.outcome).inc()
+        m.child(m.stream_duration, self.model, self.provider, self.outcome).observe(time.perf_counter() - self.t0)
         if self.span is not None:
             self.span.set_attributes({"gen_ai.usage.input_tokens": self.input,
                                       "gen_ai.usage.output_tokens": self.output,
@@ -74,9 +74,9 @@ class MetricsObserver:
                 self.span.set_status(Status(StatusCode.ERROR))
             self.span.end()
         if self.output:
-            m.tokens.labels(self.model, "output").inc(self.output)
-            m.tokens.labels(self.model, "input").inc(self.input)
+            m.child(m.tokens, self.model, "output").inc(self.output)
+            m.child(m.tokens, self.model, "input").inc(self.input)
             if self.first_at is not None:
                 gen = time.perf_counter() - self.first_at
                 if gen > 0.001:
-                    m.tokens_per_s.labels(self.model).observe(self.output / gen)
+                    m.child(m.tokens_per_s, self.model).observe(self.output / gen)
