@@ -209,6 +209,18 @@ class CPU:
         return ticks if ticks > precise * 1.05 + 3 / TICK else precise
 
 
+def syscalls(pid: int) -> int:
+    """Read- and write-like system calls of a process so far (/proc/<pid>/io
+    syscr + syscw: read, recv…, write, send…; not epoll or timers)."""
+    n = 0
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("syscr", "syscw"):
+                n += int(v)
+    return n
+
+
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -102,6 +102,7 @@ def report(r: dict) -> tuple[str, list[dict]]:
         row("CPU-s per 1000 chunks (per-request cost) *", d["cpu_per_1k"], p["cpu_per_1k"], g["cpu_per_1k"], 4,
             f"<= {CPU_X:g}x", rt is not None and rt <= CPU_X, check_name=f"CPU per 1000 chunks, 1 stream x {z['seq_chunks']}")
         row("  CPU ms per request *", d["cpu_ms_per_request"], p["cpu_ms_per_request"], g["cpu_ms_per_request"], 3)
+        row("  read/write syscalls per request ****", None, p["syscalls_per_request"], g["syscalls_per_request"], 1)
         row("  errors", res["direct"]["errors"], res["passthrough"]["errors"], res["sluiceway"]["errors"], 0,
             "0", res["sluiceway"]["errors"] == 0, rat=False, check_name="errors, 1 stream")
     if "throughput" in r:
@@ -118,6 +119,7 @@ def report(r: dict) -> tuple[str, list[dict]]:
                                                        f"{z['tput_chunks']}")
         ceiling = [1000 / x if x and x == x else None for x in (p["cpu_per_1k"], g["cpu_per_1k"])]
         row("  chunks per CPU-second (free-core ceiling)", None, ceiling[0], ceiling[1], 0)
+        row("  read/write syscalls per chunk ****", None, p["syscalls_per_chunk"], g["syscalls_per_chunk"], 3)
         added_rows(res, f"{z['tput_streams']} streams", "steady_ttft_ms_p50", "steady_ttft_ms_p99")
         row("  first wave's TTFT max (ms) ***", d["ttft_ms_max"], p["ttft_ms_max"], g["ttft_ms_max"], 1)
         row("  errors", d["errors"], p["errors"], g["errors"], 0, "0", g["errors"] == 0, rat=False,
@@ -128,6 +130,7 @@ def report(r: dict) -> tuple[str, list[dict]]:
                   "(each chunk its own read and write)")
         d, p, g = res["direct"], res["passthrough"], res["sluiceway"]
         row("CPU-s per 1000 chunks *", d["cpu_per_1k"], p["cpu_per_1k"], g["cpu_per_1k"], 4)
+        row("  read/write syscalls per chunk ****", None, p["syscalls_per_chunk"], g["syscalls_per_chunk"], 2)
         row("  errors", d["errors"], p["errors"], g["errors"], 0, "0", g["errors"] == 0, rat=False,
             check_name="errors, paced")
     if "slow" in r:
@@ -170,7 +173,9 @@ def report(r: dict) -> tuple[str, list[dict]]:
               "**  the direct column is the load client holding the same streams itself (its RSS includes the "
               "runner).",
               "*** under load, TTFT is over each worker's later streams (steady state); the first wave of all "
-              "workers starting at once is shown by its max."]
+              "workers starting at once is shown by its max.",
+              "**** /proc/<pid>/io syscr + syscw of the process in the middle: reads and writes (sockets, files), "
+              "not epoll or timers."]
     foreign = r.get("foreign_cpu_cores", {})
     if foreign:
         parts.append("other processes' CPU on our two cores (in cores; the figures are good while this is "
@@ -204,12 +209,14 @@ def session_table(r: dict, verdict) -> str:
         row("  added TTFT p50 over direct (ms)", a["added_p50"], b["added_p50"])
         row("CPU-s per 1000 chunks *", a["cpu_per_1k"], b["cpu_per_1k"], 4)
         row("  CPU ms per request *", a["cpu_ms_per_request"], b["cpu_ms_per_request"], 3)
+        row("  read/write syscalls per request ****", a["syscalls_per_request"], b["syscalls_per_request"], 1)
         row("  errors", a["errors"], b["errors"], 0, "0", b["errors"] == 0, "errors, session chat 1 stream")
     if "throughput" in r and "session" in r["throughput"]:
         a, b = r["throughput"]["sluiceway"], r["throughput"]["session"]
         t.section(f"{z['tput_streams']} streams x {z['tput_chunks']} chunks as fast as they go")
         row("relayed chunks/s", a["chunks_per_s"], b["chunks_per_s"], 0)
         row("CPU-s per 1000 chunks *", a["cpu_per_1k"], b["cpu_per_1k"], 4)
+        row("  read/write syscalls per chunk ****", a["syscalls_per_chunk"], b["syscalls_per_chunk"], 3)
         row("TTFT p50 (ms)", a["steady_ttft_ms_p50"], b["steady_ttft_ms_p50"], 2)
         row("TTFT p99 (ms)", a["steady_ttft_ms_p99"], b["steady_ttft_ms_p99"], 2)
         row("  errors", a["errors"], b["errors"], 0, "0", b["errors"] == 0, "errors, session chat 50 streams")

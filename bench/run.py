@@ -191,6 +191,7 @@ class Bench:
             errors = dict.fromkeys(sides, 0)
             client = dict.fromkeys(sides, 0.0)
             cpu = {side: load.CPU(self.pids[side]) for side in sides if side in self.pids}
+            sys0 = {side: load.syscalls(self.pids[side]) for side in cpu}
             for i in range(z.seq_requests):
                 for side in rotated(sides, i):
                     c0 = time.process_time()
@@ -204,11 +205,14 @@ class Bench:
                 ok = len(times[side])
                 k = max(ok * z.seq_chunks, 1) / 1000
                 used = cpu[side].seconds() if side in cpu else client[side]
+                calls = load.syscalls(self.pids[side]) - sys0[side] if side in cpu else None
                 rounds[side].append({"p50": pct(times[side], 50), "p99": pct(times[side], 99),
                                      "mean": statistics.fmean(times[side]) if times[side] else None,
                                      "errors": errors[side], "requests": ok, "cpu_per_1k": used / k,
-                                     "cpu_ms_per_request": used / max(ok, 1) * 1000})
-        self.results["ttft"] = summarize(rounds, ("p50", "p99", "mean", "cpu_per_1k", "cpu_ms_per_request"))
+                                     "cpu_ms_per_request": used / max(ok, 1) * 1000,
+                                     "syscalls_per_request": None if calls is None else calls / max(ok, 1)})
+        self.results["ttft"] = summarize(rounds, ("p50", "p99", "mean", "cpu_per_1k", "cpu_ms_per_request",
+                                                  "syscalls_per_request"))
 
     async def many(self, s, side: str, streams: int, n: int, interval: int, seconds: float = 0.0,
                    min_frames: int | None = None) -> dict:
@@ -261,12 +265,15 @@ class Bench:
     async def measured(self, s, side: str, *args, **kw) -> dict:
         """``many`` with the CPU of the client and of the process in the middle."""
         c0 = time.process_time()
-        cpu = load.CPU(self.pids[side]) if side in self.pids else None
+        pid = self.pids.get(side)
+        cpu = load.CPU(pid) if pid else None
+        sys0 = load.syscalls(pid) if pid else 0
         run = await self.many(s, side, *args, **kw)
         client = time.process_time() - c0
         k = max(run["chunks"], 1) / 1000
         return {**run, "client_cpu_per_1k": client / k,
-                "cpu_per_1k": (cpu.seconds() if cpu is not None else client) / k}
+                "cpu_per_1k": (cpu.seconds() if cpu is not None else client) / k,
+                "syscalls_per_chunk": (load.syscalls(pid) - sys0) / (k * 1000) if pid else None}
 
     async def throughput(self, s) -> None:
         """50 streams of 500 chunks as fast as they go, for tput_seconds per
@@ -282,7 +289,8 @@ class Bench:
                                                         seconds=z.tput_seconds))
                 if prof is not None:
                     self.finish_profile(prof)
-        res = summarize(rounds, ("chunks_per_s", "cpu_per_1k", "client_cpu_per_1k", "steady_ttft_ms_p50",
+        res = summarize(rounds, ("chunks_per_s", "cpu_per_1k", "client_cpu_per_1k", "syscalls_per_chunk",
+                                 "steady_ttft_ms_p50",
                                  "steady_ttft_ms_p99", "ttft_ms_p50", "ttft_ms_p99", "ttft_ms_max"),
                         ttft=("steady_ttft_ms_p50", "steady_ttft_ms_p99"))
         res["leftover_upstream_streams"] = await self.upstream_leftover()
