@@ -50,15 +50,35 @@ export async function listModels() {
   }));
 }
 
+/** A user turn's content: its text, or text and image_url parts when it has images. */
+export function userContent(text, images) {
+  if (!images?.length) return text;
+  const parts = text ? [{ type: "text", text }] : [];
+  return parts.concat(images.map((url) => ({ type: "image_url", image_url: { url } })));
+}
+
 /** Chat Completions messages from the UI's conversation. */
 export function toWireMessages(system, messages) {
   const out = [];
   if (system && system.trim()) out.push({ role: "system", content: system });
+  // A tool call is replayed only with the result the user gave it (a tool
+  // message): a call without its result is rejected by strict upstreams.
+  const answered = new Set(messages.filter((m) => m.role === "tool").flatMap((m) => m.results.map((r) => r.id)));
   for (const m of messages) {
-    if (m.role === "user") out.push({ role: "user", content: m.content });
-    // Tool calls are not replayed: no tool results exist for them, and a call
-    // without its result is rejected by strict upstreams.
-    else if (m.role === "assistant" && m.content) out.push({ role: "assistant", content: m.content });
+    if (m.role === "user") {
+      out.push({ role: "user", content: userContent(m.content, m.images) });
+    } else if (m.role === "tool") {
+      for (const r of m.results) out.push({ role: "tool", tool_call_id: r.id, content: r.output });
+    } else if (m.role === "assistant") {
+      const calls = (m.toolCalls || []).filter((c) => c && answered.has(c.id));
+      if (!m.content && !calls.length) continue;
+      const msg = { role: "assistant", content: m.content || null };
+      if (calls.length) {
+        msg.tool_calls = calls.map((c) => ({ id: c.id, type: "function",
+          function: { name: c.name, arguments: c.arguments || "{}" } }));
+      }
+      out.push(msg);
+    }
   }
   return out;
 }

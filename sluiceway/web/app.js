@@ -10,12 +10,14 @@ import { ICONS, paintIcons } from "./icons.js";
 import { copyText, loadMarkdown, markdownAvailable } from "./markdown.js";
 import { AssistantView, h, userMessageEl } from "./messages.js";
 import {
-  completeTurn, getTrace, resumeRun, ServerSessionStore, serverHasSessions, stopRun, streamTurn,
+  completeTurn, getTrace, recordToolResults, resumeRun, ServerSessionStore, serverHasSessions, stopRun, streamTurn,
 } from "./sessions_api.js";
 import { LocalSessionStore, newId } from "./store.js";
 import { wireProviders } from "./providers.js";
 import { Voice } from "./voice.js";
 import { exportChat } from "./export.js";
+import { Attachments } from "./attachments.js";
+import { callState, clientCalls, DISMISSED, dismissOpen, paintCall, reply } from "./toolcalls.js";
 
 const $ = (id) => document.getElementById(id);
 let store = null; // ServerSessionStore when the server keeps chats, else LocalSessionStore (this browser)
@@ -270,7 +272,11 @@ function appendMessage(m) {
     $("messages").append(userMessageEl(m));
     return null;
   }
-  const view = new AssistantView(m, { onFrame: () => scrollToEnd() });
+  if (m.role === "tool") { // replies to tool calls: shown in the calls' cards
+    for (const v of state.views.values()) if (v.msg.toolCalls?.length) v.flush();
+    return null;
+  }
+  const view = new AssistantView(m, { onFrame: () => scrollToEnd(), decorateTool });
   state.views.set(m.id, view);
   $("messages").append(view.el);
   if (state.run?.msg === m) {
@@ -298,21 +304,66 @@ function estimateTokens(text) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const STREAM_EVENTS = new Set(["text", "reasoning", "tool", "tool-result"]);
 
-async function send(text) {
-  if (state.run || !text.trim()) return;
+async function send(text, images = []) {
+  if (state.run || (!text.trim() && !images.length)) return;
   const s = state.session;
+  // tool calls left open are dismissed: their results go first, so the history stays valid
+  const tool = dismissOpen(s.messages);
+  if (tool) {
+    s.messages.push(tool);
+    appendMessage(tool);
+  }
   const msg = { id: newId("msg"), role: "user", content: text, createdAt: Date.now() };
+  if (images.length) msg.images = images;
   s.messages.push(msg);
   if (!s.title) {
-    s.title = text.trim().split("\n")[0].slice(0, 60);
-    $("chat-title").textContent = s.title;
+    s.title = text.trim().split("\n")[0].slice(0, 60); // an image alone: the next text names the chat
+    $("chat-title").textContent = titleOf(s);
   }
   if (!store.server) await store.save(s); // the server commits the user turn itself
   appendMessage(msg);
   state.stick = true;
   scrollToEnd(true);
   if (!store.server) renderSidebar();
-  await generate({ text, user: msg });
+  await generate({ text, images, user: msg, tool });
+}
+
+// ------------------------------------------------------------------ tool calls the page cannot run
+function decorateTool(card, call, msg) {
+  if (!state.session?.messages.includes(msg) || !clientCalls(msg).some((c) => c.id === call.id)) return;
+  paintCall(card, call, callState(state.session.messages, msg, call), {
+    answer: (c, text) => replyToCall(msg, c, { output: text }),
+    dismiss: (c) => replyToCall(msg, c, { output: DISMISSED, dismissed: true }),
+  });
+}
+
+/**
+ * The user answered or dismissed one call of `msg`. Once every call of it has
+ * a reply: with an answer among them the model goes on (a turn of tool
+ * results); all dismissed, they are recorded and the user goes on.
+ */
+async function replyToCall(msg, call, answer) {
+  const s = state.session;
+  if (state.run) return;
+  const tool = reply(s.messages, msg, call, answer);
+  const view = state.views.get(msg.id);
+  if (!tool) return view?.flush(); // waiting for the other calls' replies
+  s.messages.push(tool);
+  view?.flush();
+  if (tool.results.some((r) => !r.dismissed)) {
+    if (!store.server) await store.save(s);
+    await generate({ tool });
+    return;
+  }
+  try {
+    if (store.server) Object.assign(tool, await recordToolResults(s.id, tool.results));
+    else await store.save(s);
+  } catch (e) {
+    s.messages.splice(s.messages.indexOf(tool), 1); // not recorded: the calls are open again
+    window.alert(`Could not dismiss the tool call: ${e.message || e}`);
+  }
+  view?.flush();
+  $("input").focus();
 }
 
 function newRun(s, msg) {
@@ -354,6 +405,7 @@ async function consume(run, stream) {
           const el = $("messages").querySelector(`.msg.user[data-id="${CSS.escape(run.user.tempId)}"]`);
           if (el) el.dataset.id = ev.user_message_id;
         }
+        if (run.tool && ev.tool_message_id) run.tool.id = ev.tool_message_id;
         if (ev.session_id && ev.session_id !== run.session.id) {
           await store.adopt(run.session, ev.session_id);
           renderSidebar();
@@ -412,9 +464,10 @@ function rekey(msg, id) {
 
 /**
  * Generate one assistant reply: for the stored-session API a new turn
- * (`text`), otherwise a completion over the page's own history.
+ * (`text` and `images`, after the `tool` message's replies to tool calls, if
+ * any), otherwise a completion over the page's own history.
  */
-async function generate({ text = null, user = null } = {}) {
+async function generate({ text = null, images = [], user = null, tool = null } = {}) {
   const s = state.session;
   const settings = { ...DEFAULTS, ...s.settings };
   const history = s.messages.slice();
@@ -424,6 +477,7 @@ async function generate({ text = null, user = null } = {}) {
   if (user) user.tempId = user.id;
   const run = newRun(s, msg);
   run.user = user;
+  run.tool = tool;
   const signal = run.controller.signal;
   try {
     if (!settings.model) throw new ApiError("No model is available: configure a provider and reload.", 0);
@@ -431,7 +485,8 @@ async function generate({ text = null, user = null } = {}) {
       maxTokens: settings.maxTokens, extra: samplingParams(settings), signal };
     const streamed = settings.stream !== false; // off: one non-streaming request (POST /chat, stream: false)
     let stream = store.server
-      ? (streamed ? streamTurn : completeTurn)({ ...opts, sessionId: s.draft ? undefined : s.id, text, cursor: run.cursor })
+      ? (streamed ? streamTurn : completeTurn)({ ...opts, sessionId: s.draft ? undefined : s.id, text, images,
+        toolResults: tool?.results, cursor: run.cursor })
       : (streamed ? streamReply : completeReply)({ ...opts, messages: history });
     for (let attempt = 1; ; attempt++) {
       try {
@@ -579,14 +634,23 @@ async function truncateFrom(s, i) {
 async function regenerate() {
   const s = state.session;
   if (state.run || !s.messages.length) return;
+  // The last answer is regenerated, from the input before it: the question, or the replies to tool calls
+  // (a dismissal recorded after the answer goes with it).
+  const last = s.messages.findLastIndex((m) => m.role === "assistant");
   if (store.server) {
-    // Replace the last turn: delete it from the stored chat, then ask its question again.
-    const i = s.messages.findLastIndex((m) => m.role === "user");
+    // Replace the last turn: delete it from the stored chat, then ask its question (or give its tool results) again.
+    const i = s.messages.slice(0, Math.max(last, 0)).findLastIndex((m) => m.role === "user" || m.role === "tool");
     if (i < 0) return;
-    const text = s.messages[i].content;
-    if (await truncateFrom(s, i)) await send(text);
+    const { role, content, images, results } = s.messages[i];
+    if (!(await truncateFrom(s, i))) return;
+    if (role === "user") return send(content, images);
+    const tool = { id: newId("tool"), role: "tool", results };
+    s.messages.push(tool);
+    appendMessage(tool);
+    await generate({ tool });
     return;
   }
+  if (last >= 0) s.messages.splice(last + 1); // a dismissal recorded after it
   while (s.messages.length && s.messages.at(-1).role === "assistant") {
     const m = s.messages.pop();
     state.views.get(m.id)?.el.remove();
@@ -623,7 +687,8 @@ function startEdit(article) {
     if (!text.trim()) return;
     if (store.server) {
       // The edited question replaces this turn and everything after it, on the server too.
-      if (await truncateFrom(s, i)) await send(text);
+      const images = s.messages[i].images;
+      if (await truncateFrom(s, i)) await send(text, images);
       else close();
       return;
     }
@@ -679,15 +744,18 @@ async function flash(button) {
 }
 
 // ------------------------------------------------------------------ wiring
+const attachments = new Attachments({ tray: $("attachments"), notice: $("attach-notice") });
+
 function wire() {
   const input = $("input");
+  attachments.wire({ button: $("attach"), input: $("attach-input"), textarea: input, dropZone: $("composer-wrap") });
   $("composer").addEventListener("submit", (e) => {
     e.preventDefault();
     const text = input.value;
-    if (!text.trim() || state.run) return;
+    if ((!text.trim() && !attachments.count) || state.run) return;
     input.value = "";
     autosize(input);
-    send(text);
+    send(text, attachments.take());
   });
   input.addEventListener("keydown", (e) => {
     // Enter sends; Shift+Enter is a new line; an IME composition's Enter is the IME's.

@@ -14,8 +14,14 @@ function fileName(title) {
 export function chatMarkdown(session) {
   const out = [`# ${session.title || "New chat"}`, ""];
   for (const m of session.messages || []) {
+    if (m.role === "tool") { // replies to tool calls the page could not run
+      for (const r of m.results || []) out.push(`## Tool result \`${r.name}\``, "", "```", r.output, "```", "");
+      continue;
+    }
     const who = m.role === "user" ? "You" : `Assistant${m.model ? ` (${m.model})` : ""}`;
     out.push(`## ${who}`, "", m.content || "", "");
+    for (const [i] of (m.images || []).entries()) out.push(`_(image ${i + 1})_`, "");
+    for (const c of m.toolCalls || []) out.push(`Tool call \`${c.name}\`:`, "", "```json", c.arguments || "", "```", "");
   }
   return out.join("\n");
 }

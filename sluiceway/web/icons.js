@@ -23,6 +23,7 @@ export const ICONS = {
   tool: svg('<path d="M14.7 6.3a4 4 0 0 0-5.4 5.4L3 18v3h3l6.3-6.3a4 4 0 0 0 5.4-5.4l-2.6 2.6-2.4-.6-.6-2.4z"/>'),
   brain: svg('<path d="M9 3a3 3 0 0 0-3 3v.2A3 3 0 0 0 4 9a3 3 0 0 0 1 5.2V15a3 3 0 0 0 3 3h1V3z"/><path d="M15 3a3 3 0 0 1 3 3v.2A3 3 0 0 1 20 9a3 3 0 0 1-1 5.2V15a3 3 0 0 1-3 3h-1V3z"/>'),
   bug: svg('<path d="M8 6a4 4 0 0 1 8 0"/><rect x="6" y="6" width="12" height="14" rx="6"/><path d="M12 11v9M3 13h3M18 13h3M4 7l2.5 2M20 7l-2.5 2M4 20l2.5-2.5M20 20l-2.5-2.5"/>'),
+  image: svg('<rect x="3" y="4" width="18" height="16" rx="2"/><circle cx="9" cy="10" r="2"/><path d="m21 16-5-5-9 9"/>'),
   alert: svg('<circle cx="12" cy="12" r="9"/><path d="M12 8v5M12 16h0"/>'),
 };
 

@@ -1,6 +1,7 @@
 // DOM for one message. Model output only ever reaches the page as text nodes
 // or through MarkdownView (DOMPurify); our own markup (icons) is constant.
 
+import { messageImages } from "./attachments.js";
 import { ICONS } from "./icons.js";
 import { MarkdownView } from "./markdown.js";
 
@@ -26,11 +27,13 @@ export function userMessageEl(msg) {
   el.dataset.id = msg.id;
   el.dataset.role = "user";
   const bubble = h("div", "bubble", msg.content);
+  bubble.hidden = !msg.content; // an image alone
   const actions = h("div", "actions");
   actions.append(
     actionButton("edit", "Edit and resend", "edit"),
     actionButton("copy", "Copy", "copy"),
   );
+  if (msg.images?.length) el.append(messageImages(msg.images));
   el.append(bubble, actions);
   return el;
 }
@@ -38,11 +41,16 @@ export function userMessageEl(msg) {
 const fmtMs = (ms) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`);
 const fmtNum = (n) => (n >= 1000 ? `${(n / 1000).toFixed(1)}k` : String(n));
 
-/** An assistant reply; while it streams, updates are applied once per animation frame. */
+/**
+ * An assistant reply; while it streams, updates are applied once per animation
+ * frame. `decorateTool(card, call, msg)` may add to a tool call's card (the
+ * calls this page cannot run: toolcalls.js).
+ */
 export class AssistantView {
-  constructor(msg, { onFrame } = {}) {
+  constructor(msg, { onFrame, decorateTool } = {}) {
     this.msg = msg;
     this.onFrame = onFrame;
+    this.decorateTool = decorateTool;
     this.frame = 0;
     this.el = h("article", "msg assistant");
     this.el.dataset.id = msg.id;
@@ -147,6 +155,8 @@ export class AssistantView {
       }
       const text = result ? result.output : "";
       if (out.textContent !== text) out.textContent = text;
+      card.dataset.callId = c.id || "";
+      if (!streaming) this.decorateTool?.(card, c, this.msg);
     });
   }
 

@@ -7,7 +7,7 @@
 // ({type: "text" | "reasoning" | "tool" | "tool-result" | "finish" | "usage" |
 // "error" | "abort" | "run"}), so the UI does not care which API it talks to.
 
-import { ApiError } from "./api.js";
+import { ApiError, userContent } from "./api.js";
 import { withAuth } from "./auth.js";
 import { readSSE } from "./sse.js";
 
@@ -53,8 +53,16 @@ const STATUS = { complete: "complete", interrupted: "stopped", error: "error", s
 
 /** A stored message row → the UI's message shape. */
 export function fromRow(r) {
-  if (r.role !== "assistant") return { id: r.id, role: r.role, content: r.text || "" };
   const parts = r.parts || [];
+  if (r.role === "user") {
+    const images = parts.filter((p) => p.type === "image" && p.url).map((p) => p.url);
+    return { id: r.id, role: "user", content: r.text || "", ...(images.length ? { images } : {}) };
+  }
+  if (r.role === "tool") { // the user's replies to tool calls the page could not run (toolcalls.js)
+    return { id: r.id, role: "tool", content: "", results: parts.filter((p) => p.type === "tool_result")
+      .map((p) => ({ id: p.call_id, name: p.name, output: p.output || "", dismissed: !!p.dismissed })) };
+  }
+  if (r.role !== "assistant") return { id: r.id, role: r.role, content: r.text || "" };
   const text = (t) => parts.filter((p) => p.type === t).map((p) => p.text || "").join("");
   const u = r.usage || {};
   return {
@@ -65,7 +73,7 @@ export function fromRow(r) {
     reasoning: text("reasoning"),
     toolCalls: parts
       .filter((p) => p.type === "tool_call")
-      .map((p) => ({ id: p.call_id, name: p.name, arguments: p.arguments || "" })),
+      .map((p) => ({ id: p.call_id, name: p.name, arguments: p.arguments || "", partial: !!p.partial })),
     toolResults: parts
       .filter((p) => p.type === "tool_result")
       .map((p) => ({ id: p.call_id, name: p.name, output: p.output || "", isError: !!p.is_error })),
@@ -312,12 +320,36 @@ async function openStream(path, init) {
   return resp;
 }
 
-/** Start a turn in a stored session: POST /chat/stream. The first event is {type: "run", run_id, ...}. */
-export async function* streamTurn({ sessionId, text, model, system, temperature, maxTokens, extra, signal, cursor }) {
+/**
+ * The body of a turn (POST /chat, /chat/stream): the user's `text` and
+ * `images` (image_url parts), and/or `toolResults` ([{id, output,
+ * dismissed}]: replies to the last answer's tool calls, sent as
+ * tool_results, before the message).
+ */
+function turnBody({ sessionId, text, images, toolResults, model, system, temperature, maxTokens, extra }) {
   const params = { ...(extra || {}) };
   if (temperature != null && temperature !== "") params.temperature = Number(temperature);
   if (maxTokens) params.max_tokens = Number(maxTokens);
-  const body = { session_id: sessionId, message: text, model: model || undefined, system: system || undefined, params };
+  const body = { session_id: sessionId, model: model || undefined, system: system || undefined, params };
+  if (text != null) body.message = images?.length ? { role: "user", content: userContent(text, images) } : text;
+  if (toolResults?.length) {
+    body.tool_results = toolResults.map((r) => ({ tool_call_id: r.id, content: r.output,
+      ...(r.dismissed ? { dismissed: true } : {}) }));
+  }
+  return body;
+}
+
+/** Record replies to tool calls without asking the model (all of them dismissed): the stored tool message. */
+export async function recordToolResults(sessionId, results) {
+  const row = await call("POST", `sessions/${encodeURIComponent(sessionId)}/tool-results`, {
+    tool_results: turnBody({ toolResults: results }).tool_results,
+  });
+  return fromRow(row);
+}
+
+/** Start a turn in a stored session: POST /chat/stream. The first event is {type: "run", run_id, ...}. */
+export async function* streamTurn({ signal, cursor, ...turn }) {
+  const body = turnBody(turn);
   const resp = await openStream("chat/stream", {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -328,18 +360,18 @@ export async function* streamTurn({ sessionId, text, model, system, temperature,
 }
 
 /** A stored turn without streaming: POST /chat, the saved answer given as the same events at once. */
-export async function* completeTurn({ sessionId, text, model, system, temperature, maxTokens, extra }) {
-  const params = { ...(extra || {}) };
-  if (temperature != null && temperature !== "") params.temperature = Number(temperature);
-  if (maxTokens) params.max_tokens = Number(maxTokens);
-  const out = await call("POST", "chat", { session_id: sessionId, message: text, model: model || undefined,
-    system: system || undefined, params });
+export async function* completeTurn({ signal, cursor, ...turn }) {
+  const out = await call("POST", "chat", turnBody(turn));
   yield { type: "run", run_id: out.run_id, session_id: out.session_id, message_id: out.message_id,
-    user_message_id: out.user_message_id };
+    user_message_id: out.user_message_id, tool_message_id: out.tool_message_id };
   const msg = out.message || {};
+  let calls = 0;
   for (const p of msg.parts || []) {
     if (p.type === "reasoning" && p.text) yield { type: "reasoning", delta: p.text };
     else if (p.type === "text" && p.text) yield { type: "text", delta: p.text };
+    else if (p.type === "tool_call") {
+      yield { type: "tool", index: calls++, id: p.call_id, name: p.name, args: p.arguments || "", replace: true };
+    }
   }
   if (msg.finish_reason) yield { type: "finish", reason: msg.finish_reason };
   const u = msg.usage || {};
