@@ -81,14 +81,17 @@ def clean_env() -> dict[str, str]:
 
 class Stack:
     """Starts and stops the benchmark's processes. ``wrap`` prefixes the
-    command of the gateway and the passthrough (e.g. valgrind)."""
+    command of the gateway and the passthrough (e.g. valgrind), ``env`` is
+    added to their environment."""
 
     def __init__(self, tmp: Path, client_core: int | None, gateway_core: int | None,
-                 gateway_cmd: Sequence[str] | None = None, wrap: Sequence[str] = ()) -> None:
+                 gateway_cmd: Sequence[str] | None = None, wrap: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.client_core, self.gateway_core = client_core, gateway_core
         self.gateway_cmd = gateway_base_cmd(gateway_cmd)
         self.wrap = list(wrap)
+        self.env = env or {}  # added to the environment of the gateway and the passthrough
         self.procs: list[subprocess.Popen] = []
         self.logs: dict[str, Path] = {}
         self.up_port = free_port()
@@ -117,11 +120,11 @@ class Stack:
         cfg.write_text(f"embedded: false\nstore:\n  url: sqlite+aiosqlite:///{self.tmp}/{name}.db\n")
         cmd = [*self.wrap, *self.gateway_cmd, "serve", "--config", str(cfg), "--port", str(port),
                "--provider", f"up=openai,base_url={self.up_url}/v1", "--log-level", "warning"]
-        return self._spawn(name, cmd, self.gateway_core, self.tmp, clean_env())
+        return self._spawn(name, cmd, self.gateway_core, self.tmp, {**clean_env(), **self.env})
 
     def start_passthrough(self, port: int) -> subprocess.Popen:
         cmd = [*self.wrap, sys.executable, "-m", "bench.passthrough", "--port", str(port), "--upstream", self.up_url]
-        return self._spawn("passthrough", cmd, self.gateway_core, ROOT)
+        return self._spawn("passthrough", cmd, self.gateway_core, ROOT, {**os.environ, **self.env})
 
     def log_errors(self, name: str) -> list[str]:
         log = self.logs.get(name)
