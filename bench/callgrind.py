@@ -189,12 +189,12 @@ def by_object(fns: list[tuple[int, str, str]]) -> dict[str, int]:
 
 
 class Run:
-    def __init__(self, plan: Plan, sides: list[str], gateway_cmd: list[str] | None, keep: bool) -> None:
+    def __init__(self, plan: Plan, sides: list[str], gateway_cmd: list[str] | None, keep: bool, out: Path) -> None:
         self.plan = plan
         self.sides = sides
         self.client_core, self.gateway_core = two_cores()
         self.tmp = Path(tempfile.mkdtemp(prefix="sluiceway-callgrind-"))
-        self.out = OUT
+        self.out = out
         self.keep = keep
         self.wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
                      "--dump-instr=no", "--dump-line=yes", "--compress-strings=yes",
@@ -383,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run sluiceway with this command (it gets `serve --config …`), as bench.run does; "
                          "valgrind follows exec, so a script that sets PYTHONPATH to another worktree works")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory with every raw dump")
-    ap.add_argument("--json", default=str(OUT.parent / "callgrind.json"))
+    ap.add_argument("--out", default=str(OUT), metavar="DIR",
+                    help="where the dumps go (<side>.<phase>.callgrind.out); another one keeps an A/B's apart")
+    ap.add_argument("--json", default="", help="the results (default: callgrind.json beside --out)")
     args = ap.parse_args(argv)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         ap.error("needs valgrind (apt-get install valgrind)")
@@ -393,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(args.requests, args.chunks, args.streams, args.stream_chunks, args.paced_streams, args.paced_chunks,
                 args.paced_interval, args.warmup)
     gateway_cmd = shlex.split(args.gateway_cmd) or [sys.executable, "-m", "sluiceway"]
-    run = Run(plan, sides, gateway_cmd, args.keep)
+    out = Path(args.out)
+    run = Run(plan, sides, gateway_cmd, args.keep, out)
     t0 = time.monotonic()
     run.run()
     r = run.results
@@ -409,8 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         for phase, key, unit in (("seq", "requests", "request"), ("streams", "chunks", "chunk")):
             print(f"\n{side}'s top {args.top} functions by own instructions, per {unit} ({phase} phase):")
             print(top_table(Path(res[phase]["dump"]), max(res[phase][key], 1), args.top))
-    print(f"\ndumps: {OUT} (callgrind_annotate <file>, or kcachegrind)")
-    Path(args.json).write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2))
+    print(f"\ndumps: {out} (callgrind_annotate <file>, or kcachegrind)")
+    Path(args.json or out.parent / f"{out.name}.json").write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2))
     return 0 if ok else 1
 
 
