@@ -68,8 +68,10 @@ def _worker_pid(srv, not_pid: int | None = None) -> int:
 @pytest.fixture
 def both(upstream, make_server, tmp_path):
     """The embedded model and the scripted upstream behind one server."""
+    # a first token may wait for a (re)started worker to load the model: seconds on a busy 2-core machine
     return make_server(embedded=True, store={"url": f"sqlite+aiosqlite:///{tmp_path}/w.db", "checkpoint_interval": 0.1},
-                       runs={"shutdown_grace": 0}, resilience={"retries": 0})
+                       runs={"shutdown_grace": 0}, resilience={"retries": 0},
+                       timeouts={"connect": 2, "first_token": 60, "idle": 30, "total": 120})
 
 
 def test_killing_the_worker_mid_stream_ends_only_that_stream(upstream, both):
