@@ -20,6 +20,7 @@ from ..engine.router import Opened
 from ..engine.runs import Observer, Outcome, Runs, batch_all, end_all
 from ..protocols import sse
 from .observe import RAW_SEND
+from .pacer import Pacer
 
 log = logging.getLogger("sluiceway.stream")
 T = TypeVar("T")
@@ -124,11 +125,6 @@ class SSEResponse:
         self._live: set[Any] | None = None  # the app's streams in flight (graceful shutdown)
         self._task: asyncio.Task[Any] | None = None
         self._shutdown = False
-        self._last = 0.0  # when the last write was handed to the server
-        self._blocked = 0.0  # when the current write started waiting for the client (0: not waiting)
-        self._stalled = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._send: Send | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
@@ -153,24 +149,21 @@ class SSEResponse:
         full, so a slow reader slows our upstream reads (and TCP slows the
         upstream) instead of growing a buffer. A client that stops reading
         for ``stall_timeout`` is dropped and its upstream closed."""
-        loop = asyncio.get_running_loop()
         enc, obs = self.encoder, self.observers
-        self._last = loop.time()
+        pacer = Pacer(self.keepalive, self.stall_timeout)
+        pacer.start(send)
         me = self._task = asyncio.current_task()
-        self._send = send
-        if self.keepalive > 0 or self.stall_timeout > 0:
-            self._arm(loop, self._last)
         if self._live is not None:
             self._live.add(self)
         try:
-            await self._relay(send, loop, enc, obs)
+            await self._relay(send, pacer, enc, obs)
         except asyncio.CancelledError:
             if self._shutdown:  # the server is stopping: end in the protocol's own terms
                 me.uncancel()  # type: ignore[union-attr]
                 ev: list[Event] = [Error("server_shutdown", "the server is shutting down; retry", True, 503)]
                 batch_all(obs, ev)
-                await self._write(send, enc.feed(ev), loop)
-            elif not self._stalled:
+                await pacer.write(enc.feed(ev))
+            elif not pacer.stalled:
                 raise
             else:
                 me.uncancel()  # type: ignore[union-attr]
@@ -179,28 +172,23 @@ class SSEResponse:
         finally:
             if self._live is not None:
                 self._live.discard(self)
-            if self._timer is not None:
-                self._timer.cancel()
+            pacer.stop()
             await self.opened.aclose()
         await end({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _write(self, send: Send, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
-        self._last = self._blocked = loop.time()
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-        self._blocked = 0.0
-
-    async def _relay(self, send: Send, loop: asyncio.AbstractEventLoop, enc: Encoder, obs: list[Observer]) -> None:
+    async def _relay(self, send: Send, pacer: Pacer, enc: Encoder, obs: list[Observer]) -> None:
         batch_all(obs, self.opened.first)
-        await self._write(send, enc.feed(self.opened.first), loop)
+        await pacer.write(enc.feed(self.opened.first))
+        loop = pacer.loop
         try:
             async for batch in self.opened.rest:
                 for o in obs:  # inline: this loop runs once per upstream read
                     o.batch(batch)
                 data = enc.feed(batch)
                 if data:
-                    self._last = self._blocked = loop.time()  # _write, inlined: once per upstream read
+                    pacer.last = pacer.blocked = loop.time()  # pacer.write, inlined
                     await send({"type": "http.response.body", "body": data, "more_body": True})
-                    self._blocked = 0.0
+                    pacer.blocked = 0.0
             if not enc.done:
                 raise SluicewayError("upstream stream ended without a finish event", code="upstream_error")
         except OSError:
@@ -213,58 +201,7 @@ class SSEResponse:
                 err = SluicewayError("internal error while streaming", code="internal_error")
             ev: list[Event] = [Error(err.code, err.message, err.retryable, err.status)]
             batch_all(obs, ev)
-            await self._write(send, enc.feed(ev), loop)
-
-    # -- keep-alive and stall: one timer per stream, re-armed at most once per keep-alive period
-    def _arm(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
-        ka, stall = self.keepalive, self.stall_timeout
-        if self._blocked:
-            when = self._blocked + stall if stall > 0 else now + 1.0
-        elif ka > 0:
-            when = self._last + ka
-        else:
-            when = now + min(stall, 1.0)  # only the stall to watch: look for a blocked write every second
-        self._timer = loop.call_at(when, self._tick, loop)
-
-    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Sends a keep-alive comment after ``keepalive`` seconds of silence,
-        and drops a client whose socket has not accepted a write for
-        ``stall_timeout`` seconds. Nothing per chunk: a write only moves
-        ``_last``, which the next tick reads."""
-        self._timer = None
-        now = loop.time()
-        if self._blocked:
-            if self.stall_timeout > 0 and now - self._blocked >= self.stall_timeout and self._task is not None:
-                self._stalled = True
-                self._task.cancel()
-                return
-        elif self.keepalive > 0 and now - self._last >= self.keepalive and self._send is not None:
-            self._last = now
-            asyncio.ensure_future(self._keepalive(self._send, loop))
-        self._arm(loop, now)
-
-    async def _keepalive(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            await self._write(send, sse.KEEPALIVE, loop)
-        except Exception:  # the client left: the pump finds out on its own
-            log.debug("keep-alive write failed", exc_info=True)
-
-
-def stall_guarded(send: Send, timeout: float) -> Send:
-    """``send`` that gives up on a client which accepts nothing for ``timeout``
-    seconds (ClientGone), for the paths without ``SSEResponse``'s watchdog."""
-    if timeout <= 0:
-        return send
-
-    async def guarded(message: dict[str, Any]) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                await send(message)
-        except TimeoutError:
-            log.warning("client stopped reading for %.0fs; dropped", timeout)
-            raise ClientGone() from None
-
-    return guarded
+            await pacer.write(enc.feed(ev))
 
 
 class RunSSE:
@@ -293,7 +230,7 @@ class RunSSE:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         watch = Disconnect.of(scope, receive)
         try:
-            await watch.guard(self._pump(stall_guarded(send, self.stall_timeout)))
+            await watch.guard(self._pump(scope.get(RAW_SEND) or send, send))
         except (ClientGone, OSError):
             await self._call(self.on_disconnect)
             return
@@ -309,16 +246,31 @@ class RunSSE:
         except Exception:
             log.exception("run %s: stream hook failed", self.run_id)
 
-    async def _pump(self, send: Send) -> None:
-        if self.first:
-            await send({"type": "http.response.body", "body": self.first, "more_body": True})
-        async for entries in self.read(self.run_id, self.after, heartbeat=self.keepalive or None):
-            body = self.render(entries) if entries else sse.KEEPALIVE
-            if body:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            if self.finished is not None and self.finished():
-                break
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    async def _pump(self, send: Send, end: Send) -> None:
+        # keep-alive comes from the log's heartbeat (an empty read); the pacer drops a stalled client
+        pacer = Pacer(0, self.stall_timeout)
+        pacer.start(send)
+        loop = pacer.loop
+        try:
+            if self.first:
+                await pacer.write(self.first)
+            async for entries in self.read(self.run_id, self.after, heartbeat=self.keepalive or None):
+                body = self.render(entries) if entries else sse.KEEPALIVE
+                if body:
+                    pacer.last = pacer.blocked = loop.time()  # pacer.write, inlined
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    pacer.blocked = 0.0
+                if self.finished is not None and self.finished():
+                    break
+        except asyncio.CancelledError:
+            if not pacer.stalled:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            log.warning("client stopped reading for %.0fs; dropped", self.stall_timeout)
+            raise ClientGone() from None
+        finally:
+            pacer.stop()
+        await end({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def replay(runs: Runs, run_id: str, encoder: Encoder, **kw: Any) -> RunSSE:
