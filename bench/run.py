@@ -210,7 +210,8 @@ class Bench:
                                      "mean": statistics.fmean(times[side]) if times[side] else None,
                                      "errors": errors[side], "requests": ok, "cpu_per_1k": used / k,
                                      "cpu_ms_per_request": used / max(ok, 1) * 1000,
-                                     "syscalls_per_request": None if calls is None else calls / max(ok, 1)})
+                                     "syscalls_per_request": None if calls is None else calls / max(ok, 1),
+                                     "cpu_s": cpu[side].both if side in cpu else None})
         self.results["ttft"] = summarize(rounds, ("p50", "p99", "mean", "cpu_per_1k", "cpu_ms_per_request",
                                                   "syscalls_per_request"))
 
@@ -271,8 +272,9 @@ class Bench:
         run = await self.many(s, side, *args, **kw)
         client = time.process_time() - c0
         k = max(run["chunks"], 1) / 1000
-        return {**run, "client_cpu_per_1k": client / k,
-                "cpu_per_1k": (cpu.seconds() if cpu is not None else client) / k,
+        used = cpu.seconds() if cpu is not None else client
+        return {**run, "client_cpu_per_1k": client / k, "cpu_per_1k": used / k,
+                "cpu_s": cpu.both if cpu is not None else None,
                 "syscalls_per_chunk": (load.syscalls(pid) - sys0) / (k * 1000) if pid else None}
 
     async def throughput(self, s) -> None:
