@@ -3,7 +3,7 @@ sluiceway each run under ``valgrind --tool=callgrind`` and serve the same
 requests; instructions per request and per chunk, side by side, with the
 ratio sluiceway / passthrough.
 
-    python -m bench.callgrind                 # about 3 minutes
+    python -m bench.callgrind                 # about 2 minutes
     python -m bench.callgrind --top 30        # also sluiceway's 30 costliest functions
     python -m bench.callgrind --sides sluiceway,session --requests 50
     python -m bench.callgrind --gateway-cmd "/tmp/old-sluiceway.sh"   # A/B against another build

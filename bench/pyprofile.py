@@ -5,7 +5,7 @@ the costliest functions are printed side by side. The C-level view is
 ``bench.callgrind``; this names the Python code behind its
 ``_PyEval_EvalFrameDefault``.
 
-    python -m bench.pyprofile                  # about a minute
+    python -m bench.pyprofile                  # under a minute
     python -m bench.pyprofile --top 40 --sort ncalls
     python -m bench.pyprofile --sides sluiceway,session
     python -m bench.pyprofile --gateway-cmd /tmp/old.sh   # its PYTHONPATH must keep ours: P=…${PYTHONPATH:+:$PYTHONPATH}
@@ -15,7 +15,8 @@ PYTHONPATH): SIGUSR1 starts cProfile, SIGUSR2 writes its stats. Phases:
 ``seq`` (sequential 1 stream x 50 chunks) and ``streams`` (a few concurrent
 streams of many chunks, flat out). cProfile slows the Python code it
 watches about twofold, so its times are for ranking; the call counts are
-the figure. Other threads (SQLite's) are not profiled.
+the figure (an async function counts once per resumption). Other threads
+(SQLite's) are not profiled.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 fake upstream and against a byte passthrough proxy (the floor), for the
 targets of issue 18; the session chat beside the stateless path.
 
-    python -m bench.run            # the full run (about 3 minutes)
+    python -m bench.run            # the full run (about 4 minutes)
     python -m bench.run --quick    # a small version, about a minute
     python -m bench.run --only ttft,throughput --gateway-cmd "…"   # some scenarios, another build
 
