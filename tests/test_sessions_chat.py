@@ -145,6 +145,22 @@ def test_stream_ids_are_dense_and_the_stored_answer_matches(upstream, chat_serve
     assert (stored[1]["status"], stored[1]["text"]) == ("complete", TEXT)
 
 
+def test_run_stream_sends_keepalive_comments_during_silence_and_still_ends(upstream, make_server, tmp_path):
+    """A run stream's keep-alive comes from the run log's heartbeat; the
+    answer that follows the silence still arrives whole."""
+    srv = make_server(store={"url": f"sqlite+aiosqlite:///{tmp_path}/ka.db"}, server={"keepalive": 0.1},
+                      runs={"shutdown_grace": 0})
+    upstream.add("ka-pause", [sse(chat_chunk({"role": "assistant", "content": ""})), sse(chat_chunk({"content": "a"})),
+                              0.6, sse(chat_chunk({"content": "b"})), sse(chat_chunk({}, "stop")),
+                              b"data: [DONE]\n\n"])
+    with httpx.stream("POST", f"{srv.url}/chat/stream", json={"message": "x", "model": "up/ka-pause"},
+                      timeout=10) as r:
+        raw = b"".join(r.iter_raw())
+    assert raw.count(b": keep-alive\n\n") >= 2, raw
+    _, events = read_sse(iter(raw.decode().splitlines()))
+    assert text_of(events) == "ab" and events[-1][1]["type"] == "finish"
+
+
 def test_second_turn_sends_history(upstream, chat_server):
     srv = chat_server()
     upstream.add("c-hist", chat_text_stream(["first answer"]))

@@ -66,7 +66,9 @@ class _MemRun:
     entries: list[Event] = field(default_factory=list)
     encoded: list[bytes] = field(default_factory=list)  # JSON of entries[:len(encoded)], made on demand
     ended: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # one future per reader waiting for more (a future each: a reader cancelled while it waits
+    # cancels only its own); append wakes them all
+    waiters: list[asyncio.Future[bool]] = field(default_factory=list)
 
 
 class MemoryRunLog:
@@ -92,28 +94,56 @@ class MemoryRunLog:
         if end:
             r.ended = True
             asyncio.get_running_loop().call_later(self.ttl, self._expire, run_id)
-        # wake every reader: swap in a fresh Event, set the old one
-        changed, r.changed = r.changed, asyncio.Event()
-        changed.set()
+        waiters, r.waiters = r.waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(True)
 
     async def read(self, run_id: str, after: int, *, heartbeat: float | None = None) -> AsyncIterator[list[Entry]]:
         r = self._runs.get(run_id)
         if r is None:
             return
         i = max(after, 0)
-        while True:
-            changed = r.changed  # taken before the checks: no await in between, so no lost wake-up
-            if i < len(r.entries):
-                n = len(r.entries)
-                yield list(zip(range(i + 1, n + 1), r.entries[i:n], strict=True))
-                i = n
-                continue
-            if r.ended:
+        # the heartbeat: one timer per reader, re-armed when it fires early, not one per wait
+        # (asyncio.wait_for made a task and a timer every time the reader caught up)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] | None = None
+        timer: asyncio.TimerHandle | None = None
+        due = loop.time() + heartbeat if heartbeat else 0.0
+
+        def beat() -> None:
+            nonlocal timer
+            timer = None
+            if waiter is None or waiter.done():
                 return
-            try:
-                await asyncio.wait_for(changed.wait(), heartbeat)
-            except TimeoutError:
-                yield []
+            if loop.time() >= due:
+                waiter.set_result(False)
+            else:
+                timer = loop.call_at(due, beat)
+
+        try:
+            while True:
+                if i < len(r.entries):  # no await between this check and the wait: no lost wake-up
+                    n = len(r.entries)
+                    yield list(zip(range(i + 1, n + 1), r.entries[i:n], strict=True))
+                    i = n
+                    if heartbeat:
+                        due = loop.time() + heartbeat
+                    continue
+                if r.ended:
+                    return
+                waiter = loop.create_future()
+                r.waiters.append(waiter)
+                if heartbeat and timer is None:
+                    timer = loop.call_at(due, beat)
+                more = await waiter
+                waiter = None
+                if not more:
+                    due = loop.time() + heartbeat  # type: ignore[operator]
+                    yield []
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def read_json(self, run_id: str, after: int, *,
                         heartbeat: float | None = None) -> AsyncIterator[list[JsonEntry]]:
