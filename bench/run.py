@@ -326,36 +326,51 @@ class Bench:
     async def abandoned(self, s) -> None:
         """Streams (one chunk per 20 ms) that the clients drop together once
         each has had 3 chunks: how long until the upstream saw each of its
-        connections close."""
-        res = {}
-        for side in STATELESS:
-            await asyncio.to_thread(get_json, f"{self.stack.up_url}/reset", "POST")
-            ids = [f"{side[0]}{i}" for i in range(self.z.abandoned)]
-            barrier = load.Barrier(len(ids))
-            runs = await asyncio.gather(*(load.stream(s, self.urls[side], self.model(side, 100000, 20, sid),
-                                                      abandon_after=3, barrier=barrier) for sid in ids))
-            for _ in range(100):  # up to 10 s for the stragglers, so their delay is measured too
-                await asyncio.sleep(0.1)
-                st = (await asyncio.to_thread(get_json, f"{self.stack.up_url}/stats"))["streams"]
-                if all(st.get(sid, {}).get("closed_at") for sid in ids):
-                    break
-            delays, missing, errors = [], 0, []
-            for sid, r in zip(ids, runs, strict=True):
-                rec = st.get(sid)
-                if not r.ok or r.closed_at is None:
-                    errors.append(r.error)
-                elif rec is None or rec["closed_at"] is None or rec["closed_at"] - r.closed_at > 1.0:
-                    missing += 1
-                    if rec is not None and rec["closed_at"] is not None:
-                        delays.append((rec["closed_at"] - r.closed_at) * 1000)
-                else:
-                    delays.append((rec["closed_at"] - r.closed_at) * 1000)
-            res[side] = {"p50_ms": pct(delays, 50), "max_ms": max(delays) if delays else float("nan"),
-                         "not_cancelled_after_1s": missing, "not_cancelled_after_10s": len(ids) - len(delays),
-                         "errors": len(errors), "error_samples": errors[:3],
-                         "leftover_upstream_streams": await self.upstream_leftover()}
+        connections close. A round takes a second per side, and one stall
+        of the shared core shows in its maximum, so there are at least 3
+        rounds (sides in a rotating order) and the figures are their
+        medians; the worst round is kept too."""
+        rounds: dict[str, list[dict]] = {side: [] for side in STATELESS}
+        for i in range(max(3, self.z.rounds)):
+            for side in rotated(STATELESS, i):
+                rounds[side].append(await self.abandon_once(s, side, f"{side[0]}{i}_"))  # no "-": it splits the model name
+        res: dict = {}
+        for side, runs in rounds.items():
+            res[side] = {"p50_ms": median_of(runs, "p50_ms"), "max_ms": median_of(runs, "max_ms"),
+                         "worst_ms": max((r["max_ms"] for r in runs), default=float("nan")),
+                         **{k: max(r[k] for r in runs) for k in ("not_cancelled_after_1s", "not_cancelled_after_10s",
+                                                                 "leftover_upstream_streams")},
+                         "errors": sum(r["errors"] for r in runs),
+                         "error_samples": [e for r in runs for e in r["error_samples"]][:3], "rounds": runs}
         res["leftover_upstream_streams"] = res["sluiceway"]["leftover_upstream_streams"]
         self.results["abandoned"] = res
+
+    async def abandon_once(self, s, side: str, prefix: str) -> dict:
+        await asyncio.to_thread(get_json, f"{self.stack.up_url}/reset", "POST")
+        ids = [f"{prefix}{i}" for i in range(self.z.abandoned)]
+        barrier = load.Barrier(len(ids))
+        runs = await asyncio.gather(*(load.stream(s, self.urls[side], self.model(side, 100000, 20, sid),
+                                                  abandon_after=3, barrier=barrier) for sid in ids))
+        for _ in range(100):  # up to 10 s for the stragglers, so their delay is measured too
+            await asyncio.sleep(0.1)
+            st = (await asyncio.to_thread(get_json, f"{self.stack.up_url}/stats"))["streams"]
+            if all(st.get(sid, {}).get("closed_at") for sid in ids):
+                break
+        delays, missing, errors = [], 0, []
+        for sid, r in zip(ids, runs, strict=True):
+            rec = st.get(sid)
+            if not r.ok or r.closed_at is None:
+                errors.append(r.error)
+            elif rec is None or rec["closed_at"] is None or rec["closed_at"] - r.closed_at > 1.0:
+                missing += 1
+                if rec is not None and rec["closed_at"] is not None:
+                    delays.append((rec["closed_at"] - r.closed_at) * 1000)
+            else:
+                delays.append((rec["closed_at"] - r.closed_at) * 1000)
+        return {"p50_ms": pct(delays, 50), "max_ms": max(delays) if delays else float("nan"),
+                "not_cancelled_after_1s": missing, "not_cancelled_after_10s": len(ids) - len(delays),
+                "errors": len(errors), "error_samples": errors[:3],
+                "leftover_upstream_streams": await self.upstream_leftover()}
 
     # -- profiling (optional: needs py-spy) -----------------------------------
     def start_profile(self) -> subprocess.Popen | None:
