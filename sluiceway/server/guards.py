@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -91,6 +92,7 @@ def _error(path: str, status: int, code: str, message: str) -> bytes:
     return encode(SluicewayError(message, status=status, code=code))[1]
 
 
+@functools.lru_cache(maxsize=256)  # the server's own address, on every request
 def _is_loopback(host: str | None) -> bool:
     if not host:
         return False
