@@ -251,14 +251,16 @@ class Encoder:
 
     def feed(self, events: list[Event]) -> bytes:
         out: list[bytes] = []
+        head, tail, dumps = self._head, self._tail, orjson.dumps
         for ev in events:
             t = ev.type
-            if t == "text-delta":
-                out.append(self._chunk(b'{"content":' + orjson.dumps(ev.delta) + b"}"))
+            if t == "text-delta":  # _chunk, inlined: once per chunk
+                out.append(head + b'{"content":' + dumps(ev.delta) + b"}" + tail)
             elif t == "reasoning-delta":
                 out.append(self._chunk(b"{" + self.reasoning_key + b":" + orjson.dumps(ev.delta) + b"}"))
             elif t == "start":
                 out.append(self._start(ev.response_id, ev.created))
+                head = self._head
             elif t == "tool-input-start":
                 if ev.server is None:
                     out.append(self._tool(ev.call_id, ev.name, ""))

@@ -168,24 +168,24 @@ class ChunkAdapter:
         self.done = False
 
     def feed(self, chunk: dict[str, Any], out: list[Event]) -> None:
-        get = chunk.get
-        if get("error"):
+        # once per chunk: ``in`` and subscripts where they do, they cost no call
+        if "error" in chunk and chunk["error"]:
             raise inband_error(chunk["error"])
         b = self.b
+        get = chunk.get
         if not b.started:
             if not get("choices") and not get("id"):
                 return  # Azure's content-filter preamble: no id yet, nothing to say
             b.start(out, str(get("id") or "chatcmpl"), str(get("model") or ""),
                     get("created") if isinstance(get("created"), int) else None)
-        usage = get("usage")
-        if usage:
-            self._usage = usage_from_wire(usage)
+        if "usage" in chunk and chunk["usage"]:
+            self._usage = usage_from_wire(chunk["usage"])
         for choice in get("choices") or ():
-            if choice.get("index", 0) != 0:
+            if "index" in choice and choice["index"] != 0:
                 continue  # n>1 is refused before we get here
-            delta = choice.get("delta") or choice.get("message") or {}
+            delta = (choice["delta"] if "delta" in choice else choice.get("message")) or {}
             text = delta.get("content")
-            if text and len(delta) == 1 and choice.get("finish_reason") is None:
+            if text and len(delta) == 1 and not choice.get("finish_reason"):
                 b.text(out, text)  # the common chunk: text and nothing else
                 continue
             r = delta.get("reasoning_content") or delta.get("reasoning")

@@ -7,8 +7,8 @@ UTF-8 character split across network reads intact (a line end is never
 inside a multi-byte character). Handles CRLF, lone CR (also split across
 reads), comments, multi-line ``data:``, a leading BOM, and fields without a
 space after the colon. Written by hand rather than taken from a library
-because it sits on the hot path: one pass per read, and a ``data:`` line
-(nearly every line) costs one slice.
+because it sits on the hot path: one split per read, and an event of one
+``data:`` line (nearly every event) costs one slice.
 """
 
 from __future__ import annotations
@@ -37,20 +37,28 @@ class SSEParser:
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()
+        # whole events first: nearly every one is a single "data: " line, taken with one slice
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop()
         out: list[tuple[str, bytes]] = []
-        data = self._data
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                out.append(("message", block[6:]))
+            elif block:
+                self._lines(block.split(b"\n"), out)
+                if self._data:
+                    out.append((self._event.decode("utf-8", "replace") if self._event else "message",
+                                b"\n".join(self._data)))
+                self._data = []
+                self._event = b""
+        return out
+
+    def _lines(self, lines: list[bytes], out: list[tuple[str, bytes]]) -> None:
+        """The field lines of one event (no blank line among them)."""
         for raw in lines:
             if raw.startswith(b"data:"):
-                data.append(raw[6:] if raw[5:6] == b" " else raw[5:])
-            elif not raw:
-                if data:
-                    out.append((self._event.decode("utf-8", "replace") if self._event else "message",
-                                data[0] if len(data) == 1 else b"\n".join(data)))
-                    data = self._data = []
-                self._event = b""
-            elif raw[0] == 58:  # ":" comment / keep-alive
+                self._data.append(raw[6:] if raw[5:6] == b" " else raw[5:])
+            elif not raw or raw[0] == 58:  # ":" comment / keep-alive
                 continue
             elif raw[0] in b"{[":
                 # A stray JSON line with no SSE framing (some vendors send a bare
@@ -58,7 +66,6 @@ class SSEParser:
                 out.append(("message", raw))
             else:
                 self._field(raw)
-        return out
 
     def _field(self, raw: bytes) -> None:
         field, sep, value = raw.partition(b":")
@@ -76,13 +83,17 @@ class SSEParser:
 
     def close(self) -> list[tuple[str, bytes]]:
         """At EOF. Per spec an unterminated event is discarded, but a bare
-        trailing JSON line (no framing at all) is still surfaced."""
-        tail = self._buf.strip()
+        JSON line (no framing at all) is still surfaced, and so is a last
+        ``data:`` line the upstream closed on without its blank line."""
+        lines = self._buf.split(b"\n")
         self._buf = b""
+        out: list[tuple[str, bytes]] = []
+        self._lines(lines[:-1], out)  # the complete lines of the unterminated event
+        tail = lines[-1].strip()
         if tail.startswith((b"{", b"[")):
-            return [("message", tail)]
-        if tail.startswith(b"data:") and not self._data:
-            # upstream closed right after its last data line without the blank line
+            out.append(("message", tail))
+        elif tail.startswith(b"data:") and not self._data:
             v = tail[5:]
-            return [(self._event.decode("utf-8", "replace") or "message", v[1:] if v.startswith(b" ") else v)]
-        return []
+            out.append((self._event.decode("utf-8", "replace") or "message", v[1:] if v.startswith(b" ") else v))
+        self._data = []
+        return out
