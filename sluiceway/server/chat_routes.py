@@ -2,7 +2,8 @@
 stored and answers that are runs.
 
 The user message (and a ``streaming`` assistant placeholder) is committed
-before the model is called; a turn may instead, or first, answer the tool
+before the answer is read (a new session's model call is sent while it
+commits); a turn may instead, or first, answer the tool
 calls the last answer ended with (``tool_results``: a client's tools, which
 the server cannot run), stored as a ``tool`` message; the generation is a
 run (``engine.runs``),
@@ -14,6 +15,7 @@ session and message ids are also in the ``x-run-id`` / ``x-session-id`` /
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..core import BadRequest, ChatRequest, Message, NotFound, SluicewayError
+from ..core import BadRequest, ChatRequest, Message, NotFound, SluicewayError, WireTrace
 from ..engine.runs import Recorder
 from ..protocols import session_chat
 from .auth import admit, owner, row_owner
@@ -83,17 +85,34 @@ async def start_chat(request: Request) -> Started:
     state.gateway.router.resolve(model)  # unknown model → 404 before anything is written
     grant = await admit(request, model)  # the key's allow-list and limits, also before any write
     system = inp.system or (session or {}).get("system")
-    turn = await grant.guard(store.begin_turn(inp.session_id, inp.message, model=model, system=system, owner=mine,
-                                              user_parts=session_chat.user_parts(inp), tool_parts=tool_parts))
-    messages = ([Message.of("system", system)] if system else []) + session_chat.history_messages(
-        [*turn.history, *turn.inputs])
-    req = ChatRequest(model=model, messages=messages, **inp.params)
+    router = state.gateway.router
+    user_parts = session_chat.user_parts(inp)
+    prefix = [Message.of("system", system)] if system else []
+    early: asyncio.Future[Any] | None = None
+    if session is None and tool_parts is None and user_parts is not None:
+        # A new session has no history, so the model call need not wait for the turn's commit:
+        # the upstream's round trip overlaps the local write. Nothing reaches the client (or the
+        # store's answer) before the commit: the run, which reads the stream, starts after it.
+        req = ChatRequest(model=model, messages=prefix + session_chat.history_messages(
+            [{"role": "user", "text": inp.message or "", "parts": user_parts}]), **inp.params)
+        if state.config.store.traces:
+            req.wire = WireTrace()  # before the request goes out, so that the trace records it
+        early = asyncio.ensure_future(router.open(req, overrides))
+    try:
+        turn = await grant.guard(store.begin_turn(inp.session_id, inp.message, model=model, system=system,
+                                                  owner=mine, user_parts=user_parts, tool_parts=tool_parts))
+    except BaseException:
+        if early is not None:
+            await _discard(early)
+        raise
+    if early is None:
+        req = ChatRequest(model=model, messages=prefix + session_chat.history_messages(
+            [*turn.history, *turn.inputs]), **inp.params)
     rec = Recorder(store, turn.assistant["id"], req, checkpoint_interval=state.config.store.checkpoint_interval,
                    trace=state.config.store.traces)
-    router = state.gateway.router
 
     async def open_() -> Any:
-        rec.opened = await router.open(req, overrides)
+        rec.opened = await (early if early is not None else router.open(req, overrides))
         return rec.opened
 
     started = Started(turn.assistant["id"], turn.session, turn.user, turn.assistant, turn.tool)
@@ -102,12 +121,24 @@ async def start_chat(request: Request) -> Started:
         await runs.start(started.run_id, open_, grant.observers(rec), meta={**started.ids(), "owner": row_owner(mine)})
     except Exception as e:  # e.g. Redis down: do not leave the placeholder streaming
         log.exception("starting run %s failed", started.run_id)
+        if early is not None:
+            await _discard(early)
         grant.release()  # the run never started: free its stream slot
         err = run_log_unavailable()
         await store.finish_message(started.run_id, status="error", parts=[],
                                    error={"code": err.code, "message": err.message, "status": err.status})
         raise err from e
     return started
+
+
+async def _discard(opening: asyncio.Future[Any]) -> None:
+    """An upstream opened ahead of a turn that was not stored: close it, or stop opening it."""
+    opening.cancel()
+    try:
+        opened = await opening
+    except BaseException:  # cancelled or failed: nothing is open
+        return
+    await opened.aclose()
 
 
 async def chat_stream(request: Request) -> Any:

@@ -16,10 +16,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -87,6 +88,11 @@ def message_dict(r: MessageRow) -> dict[str, Any]:
 # key, and the server's own bookkeeping).
 ANY = "*"
 Owner = str | None
+
+
+def _message(values: dict[str, Any]) -> dict[str, Any]:
+    """A message as the API shows it, from the column values just inserted."""
+    return message_dict(SimpleNamespace(**values))  # type: ignore[arg-type]
 
 
 def owns(owner: Owner, row_owner: str | None) -> bool:
@@ -197,18 +203,19 @@ class Store:
             inputs.append(("user", user_parts if user_parts is not None else [{"type": "text", "text": user_text}]))
         n = len(inputs) + 1
         title = title_from(user_text) if user_text else None
-        async with self.tx() as s:
+        # Core statements, not the ORM's unit of work: this transaction sits between a chat message
+        # and its model call, and the ORM's flush cost milliseconds of CPU here
+        async with self.engine.begin() as conn:
             if session_id is None:  # a new session: insert it at its first positions, no history
                 session_id = new_id()
-                srow = SessionRow(id=session_id, title=title, model=model, system=system,
-                                  next_seq=n, created_at=t, updated_at=t, owner=None if owner == ANY else owner)
-                s.add(srow)
-                await s.flush()  # no relationship() tells the unit of work to insert the session first
-                session, seq, history = session_dict(srow), 0, []
+                srow = {"id": session_id, "title": title, "model": model, "system": system, "next_seq": n,
+                        "created_at": t, "updated_at": t, "owner": None if owner == ANY else owner}
+                await conn.execute(insert(SessionRow), srow)
+                session, seq, history = session_dict(SimpleNamespace(**srow)), 0, []
             else:
                 mine = [] if owner == ANY else [SessionRow.owner.is_(None) if owner is None else
                                                 SessionRow.owner == owner]
-                res = await s.execute(
+                res = await conn.execute(
                     update(SessionRow).where(SessionRow.id == session_id, *mine)
                     .values(next_seq=SessionRow.next_seq + n, updated_at=t,
                             title=func.coalesce(SessionRow.title, title))
@@ -221,20 +228,21 @@ class Store:
                 seq = got.next_seq - n
                 session = {"id": session_id, "title": got.title, "model": got.model, "system": got.system,
                            "created_at": _iso(got.created_at), "updated_at": _iso(t)}
-                rows = await s.scalars(select(MessageRow).where(MessageRow.session_id == session_id,
-                                                                MessageRow.seq < seq).order_by(MessageRow.seq))
+                rows = await conn.execute(select(MessageRow.__table__).where(
+                    MessageRow.session_id == session_id, MessageRow.seq < seq).order_by(MessageRow.seq))
                 history = [message_dict(r) for r in rows]
-            rows = {role: MessageRow(id=new_id(), session_id=session_id, seq=seq + k, role=role, parts=parts,
-                                     status="complete", created_at=t, updated_at=t)
-                    for k, (role, parts) in enumerate(inputs)}
+            blank = {"finish_reason": None, "error": None, "usage": None, "ttft_ms": None, "tokens_per_s": None,
+                     "model": None, "provider": None, "run_id": None, "created_at": t, "updated_at": t,
+                     "session_id": session_id}
+            made = {role: {**blank, "id": new_id(), "seq": seq + k, "role": role, "parts": parts,
+                           "status": "complete"} for k, (role, parts) in enumerate(inputs)}
             asst_id = new_id()
-            asst = MessageRow(id=asst_id, session_id=session_id, seq=seq + n - 1, role="assistant", parts=[],
-                              status="streaming", model=model, provider=provider, run_id=asst_id,
-                              created_at=t, updated_at=t)
-            s.add_all([*rows.values(), asst])
-        user, tool = rows.get("user"), rows.get("tool")
-        return Turn(session, message_dict(user) if user else None, message_dict(asst), history,
-                    message_dict(tool) if tool else None)
+            asst = {**blank, "id": asst_id, "seq": seq + n - 1, "role": "assistant", "parts": [],
+                    "status": "streaming", "model": model, "provider": provider, "run_id": asst_id}
+            await conn.execute(insert(MessageRow), [*made.values(), asst])
+        user, tool = made.get("user"), made.get("tool")
+        return Turn(session, _message(user) if user else None, _message(asst), history,
+                    _message(tool) if tool else None)
 
     async def append_message(self, session_id: str, role: str, parts: list[dict[str, Any]]) -> dict[str, Any] | None:
         """Store one complete message at the session's end (tool results the
