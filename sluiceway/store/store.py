@@ -22,7 +22,13 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from ..core import NotFound
 from . import migrate
@@ -117,6 +123,16 @@ class Turn:
     def inputs(self) -> list[dict[str, Any]]:
         """The messages this turn added before its answer, in order."""
         return [m for m in (self.tool, self.user) if m is not None]
+
+
+@dataclass(slots=True)
+class Trace:
+    """A message's debug trace: the upstream request and the response's events
+    (``response`` may be an ``orjson.Fragment`` holding a JSON array)."""
+
+    kind: str
+    request: dict[str, Any]
+    response: list[Any] | orjson.Fragment
 
 
 class Store:
@@ -295,27 +311,34 @@ class Store:
     async def checkpoint(self, message_id: str, parts: list[dict[str, Any]]) -> None:
         """Persist the partial answer of a message that is still streaming
         (never overwrites a finished one)."""
-        async with self.tx() as s:
-            await s.execute(update(MessageRow)
-                            .where(MessageRow.id == message_id, MessageRow.status == "streaming")
-                            .values(parts=parts, updated_at=now()))
+        async with self.engine.begin() as conn:
+            await conn.execute(update(MessageRow)
+                               .where(MessageRow.id == message_id, MessageRow.status == "streaming")
+                               .values(parts=parts, updated_at=now()))
 
     async def finish_message(self, message_id: str, *, status: str, parts: list[dict[str, Any]],
                              finish_reason: str | None = None, error: dict[str, Any] | None = None,
                              usage: dict[str, Any] | None = None, ttft_ms: float | None = None,
                              tokens_per_s: float | None = None, model: str | None = None,
-                             provider: str | None = None) -> bool:
-        """False when the message no longer exists (its session was deleted)."""
+                             provider: str | None = None, trace: Trace | None = None) -> bool:
+        """False when the message no longer exists (its session was deleted).
+        ``trace`` (its debug trace) is written in the same transaction."""
+        t = now()
         values: dict[str, Any] = {"status": status, "parts": parts, "finish_reason": finish_reason,
                                   "error": error, "usage": usage, "ttft_ms": ttft_ms,
-                                  "tokens_per_s": tokens_per_s, "updated_at": now()}
+                                  "tokens_per_s": tokens_per_s, "updated_at": t}
         if model is not None:
             values["model"] = model
         if provider is not None:
             values["provider"] = provider
-        async with self.tx() as s:
-            res = await s.execute(update(MessageRow).where(MessageRow.id == message_id).values(**values))
-            return res.rowcount > 0
+        # Core statements on a connection: the ORM session's bookkeeping cost more than the writes
+        async with self.engine.begin() as conn:
+            res = await conn.execute(update(MessageRow).where(MessageRow.id == message_id).values(**values))
+            if res.rowcount == 0:
+                return False
+            if trace is not None:
+                await self._put_trace(conn, message_id, trace, t)
+            return True
 
     async def streaming_messages(self) -> list[str]:
         async with self.tx() as s:
@@ -338,9 +361,15 @@ class Store:
     async def save_trace(self, message_id: str, *, kind: str, request: dict[str, Any],
                          response: list[Any] | orjson.Fragment) -> None:
         """``response`` may be an ``orjson.Fragment`` holding a JSON array."""
-        async with self.tx() as s:
-            await s.merge(TraceRow(message_id=message_id, kind=kind, request=request, response=response,
-                                   created_at=now()))
+        async with self.engine.begin() as conn:
+            await self._put_trace(conn, message_id, Trace(kind, request, response), now())
+
+    @staticmethod
+    async def _put_trace(conn: AsyncConnection, message_id: str, trace: Trace, t: datetime) -> None:
+        # replace, in any dialect: a message has one trace
+        await conn.execute(delete(TraceRow).where(TraceRow.message_id == message_id))
+        await conn.execute(insert(TraceRow), {"message_id": message_id, "kind": trace.kind, "request": trace.request,
+                                              "response": trace.response, "created_at": t})
 
     async def get_trace(self, message_id: str) -> dict[str, Any] | None:
         async with self.tx() as s:

@@ -28,7 +28,7 @@ import orjson
 from ...core import Accumulator, ChatRequest, Event, WireTrace, encode_event
 from ...core.secrets import scrub_obj
 from ...core.tokens import estimate_tokens, token_units
-from ...store import Store
+from ...store import Store, Trace
 from .observers import Outcome
 
 log = logging.getLogger("sluiceway.recorder")
@@ -134,14 +134,13 @@ class Recorder:
         error = ({"code": c.error.code, "message": c.error.message, "status": c.error.status}
                  if c.error is not None else None)
         dep = getattr(self.opened, "deployment", None)
-        saved = await self.store.finish_message(
+        trace = Trace("canonical-events", request_trace(self.req, self.opened),
+                      orjson.Fragment(b"[" + b",".join(self._events_json()) + b"]")) if self.trace else None
+        # one transaction for the answer and its trace (none if the session was deleted meanwhile)
+        await self.store.finish_message(
             self.message_id, status=status, parts=self.parts(), finish_reason=c.finish_reason,
             error=error, usage=usage_d, ttft_ms=ttft, tokens_per_s=tps,
-            provider=getattr(getattr(dep, "provider", None), "name", None))
-        if self.trace and saved:  # (not saved: the session was deleted meanwhile)
-            await self.store.save_trace(self.message_id, kind="canonical-events",
-                                        request=request_trace(self.req, self.opened),
-                                        response=orjson.Fragment(b"[" + b",".join(self._events_json()) + b"]"))
+            provider=getattr(getattr(dep, "provider", None), "name", None), trace=trace)
 
     # ------------------------------------------------------------- helpers
     def _events_json(self) -> list[bytes]:
