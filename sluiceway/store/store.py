@@ -397,7 +397,9 @@ def create_engine(url: str) -> AsyncEngine:
         return create_async_engine(url, pool_pre_ping=True, **kw)
     if u.database and u.database != ":memory:":
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **kw)
+    # no rollback when a connection goes back to the pool: every transaction here is a context that
+    # commits or rolls back itself, and on SQLite that reset was one more hop to the driver's thread
+    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **kw)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
