@@ -10,7 +10,10 @@
 # and install that exact file.
 set -euo pipefail
 VENV=${1:?usage: llama-wheel.sh VENV}
-VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
+LOCK="$(cd "$(dirname "$0")/.." && pwd)/requirements/lock.txt"
+# The version the lock pins (requirements/pins.txt chooses it), so the wheel satisfies `pip install -c lock`.
+VERSION=${LLAMA_CPP_PYTHON_VERSION:-$(sed -n 's/^llama-cpp-python==//p' "$LOCK")}
+[ -n "$VERSION" ] || { echo "llama-wheel: no llama-cpp-python pin in $LOCK" >&2; exit 1; }
 case "$(uname -m)" in
   x86_64|amd64)
     # x86-64-v3 (Haswell, 2013, and every AMD since Zen): AVX2/FMA/F16C/BMI2.
@@ -28,6 +31,10 @@ CACHE=${SLUICEWAY_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluiceway/wheels}
 MARKER="$VENV/.llama-cpp-portable"
 if [ "$(cat "$MARKER" 2>/dev/null)" = "$KEY" ]; then exit 0; fi  # this venv has it already
 if ! ls "$CACHE"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  if [ -n "${LLAMA_WHEEL_NO_BUILD:-}" ]; then  # tests: use the cached wheel or fail, never compile
+    echo "llama-wheel: no cached wheel in $CACHE (run scripts/setup.sh first)" >&2
+    exit 3
+  fi
   echo "setup: compiling llama.cpp (portable build, about 10 minutes on 2 cores; done once per machine)" >&2
   mkdir -p "$CACHE.tmp"
   CMAKE_ARGS="$FLAGS" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
@@ -36,5 +43,5 @@ if ! ls "$CACHE"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   rm -rf "$CACHE" && mv "$CACHE.tmp" "$CACHE"
 fi
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$CACHE"/llama_cpp_python-*.whl
-"$VENV/bin/python" -m pip install -q "$CACHE"/llama_cpp_python-*.whl  # its pure-Python deps
+"$VENV/bin/python" -m pip install -q -c "$LOCK" "$CACHE"/llama_cpp_python-*.whl  # its pure-Python deps
 echo "$KEY" > "$MARKER"
