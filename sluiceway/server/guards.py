@@ -37,7 +37,17 @@ def guarded_protocol(header_timeout: float, body_timeout: float) -> type:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class Guarded(HttpToolsProtocol):
+        # A deadline the parser's callbacks ask for is armed once the read is parsed, and only if the
+        # request is still incomplete: a request that arrives whole in one read (nearly all) makes no timer.
         _deadline: asyncio.TimerHandle | None = None
+        _pending: float | None = None
+
+        def data_received(self, data: bytes) -> None:
+            self._pending = None
+            super().data_received(data)
+            if self._pending is not None:
+                self._arm(self._pending)
+                self._pending = None
 
         def _arm(self, seconds: float) -> None:
             self._disarm()
@@ -63,13 +73,14 @@ def guarded_protocol(header_timeout: float, body_timeout: float) -> type:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._arm(header_timeout)
+            self._pending = header_timeout
 
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
-            self._arm(body_timeout)
+            self._pending = body_timeout
 
         def on_message_complete(self) -> None:
+            self._pending = None
             self._disarm()
             super().on_message_complete()
 
