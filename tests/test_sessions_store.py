@@ -8,11 +8,12 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from sqlalchemy import inspect
 
 from sluiceway.core import NotFound
-from sluiceway.store import Store, migrate
+from sluiceway.store import Store, Trace, migrate
 from sluiceway.store.store import create_engine
 
 from .conftest import require_service
@@ -151,5 +152,44 @@ async def test_delete_session_cascades(db_url):
         assert await store.get_message(turn.user["id"]) is None
         assert await store.get_trace(turn.assistant["id"]) is None
         assert not await store.delete_session(turn.session["id"])
+    finally:
+        await store.close()
+
+
+async def test_new_chats_and_answers_written_alongside_other_writes_read_back_whole(db_url):
+    """On SQLite, new chats' turns and finished answers are written by a thread of their own
+    (store/sqlite_writer.py) while other writes go through SQLAlchemy: concurrently, nothing
+    fails on the file lock, and every read (through SQLAlchemy) sees exactly what was written."""
+    store = await Store.open(db_url)
+    try:
+        old = await store.create_session(title="existing")
+        new_turns, old_turns = await asyncio.gather(
+            asyncio.gather(*(store.begin_turn(None, f"new chat {i}", model="m", owner="k1") for i in range(10))),
+            asyncio.gather(*(store.begin_turn(old["id"], f"more {i}") for i in range(10))))
+        usage = {"input": 3, "output": 5, "cached_input": 0, "reasoning": 0, "estimated": False}
+        trace = Trace("canonical-events", {"model": "m", "n": 1}, orjson.Fragment(b'[{"type":"finish"}]'))
+        done = await asyncio.gather(*(
+            store.finish_message(t.assistant["id"], status="complete", parts=[{"type": "text", "text": f"answer {i}"}],
+                                 finish_reason="stop", usage=usage, ttft_ms=1.5, tokens_per_s=9.0, provider="up",
+                                 trace=trace)
+            for i, t in enumerate([*new_turns, *old_turns])))
+        assert all(done)
+        assert not await store.finish_message("gone", status="complete", parts=[], trace=trace)
+        for i, t in enumerate(new_turns):
+            assert t.session["title"] == f"new chat {i}" and t.user["seq"] == 0 and t.assistant["seq"] == 1
+            assert await store.get_session(t.session["id"], owner="k1") == t.session
+            assert await store.get_session(t.session["id"], owner="k2") is None
+            user, answer = await store.list_messages(t.session["id"])
+            assert user == t.user and (user["text"], user["status"], user["error"]) == (f"new chat {i}", "complete", None)
+            assert (answer["text"], answer["status"], answer["usage"], answer["ttft_ms"], answer["provider"]) == \
+                (f"answer {i}", "complete", usage, 1.5, "up")
+            assert answer["created_at"] == t.assistant["created_at"] and answer["model"] == "m"
+            got = await store.get_trace(t.assistant["id"])
+            assert got["request"] == {"model": "m", "n": 1} and got["response"] == [{"type": "finish"}]
+        msgs = await store.list_messages(old["id"])
+        assert [m["seq"] for m in msgs] == list(range(20))
+        assert {m["text"] for m in msgs if m["role"] == "assistant"} == {f"answer {i}" for i in range(10, 20)}
+        sessions = await store.list_sessions()
+        assert len(sessions) == 11 and old["id"] in {s["id"] for s in sessions}
     finally:
         await store.close()

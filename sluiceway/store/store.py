@@ -31,8 +31,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ..core import NotFound
-from . import migrate
+from . import migrate, sqlite_writer
 from .models import MessageRow, SessionRow, TraceRow
+from .sqlite_writer import SQLiteWriter
 
 log = logging.getLogger("sluiceway.store")
 
@@ -96,9 +97,31 @@ ANY = "*"
 Owner = str | None
 
 
+def _turn_rows(session_id: str, seq: int, inputs: list[tuple[str, list[dict[str, Any]]]], model: str | None,
+               provider: str | None, t: datetime) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """A turn's input messages (by role) and its ``streaming`` assistant placeholder, as column values
+    (JSON columns that start empty are left out: SQL NULL, as the ORM wrote them)."""
+    blank = {"finish_reason": None, "ttft_ms": None, "tokens_per_s": None, "model": None, "provider": None,
+             "run_id": None, "created_at": t, "updated_at": t, "session_id": session_id}
+    made = {role: {**blank, "id": new_id(), "seq": seq + k, "role": role, "parts": parts, "status": "complete"}
+            for k, (role, parts) in enumerate(inputs)}
+    asst_id = new_id()
+    asst = {**blank, "id": asst_id, "seq": seq + len(inputs), "role": "assistant", "parts": [],
+            "status": "streaming", "model": model, "provider": provider, "run_id": asst_id}
+    return made, asst
+
+
+def _turn(session: dict[str, Any], made: dict[str, dict[str, Any]], asst: dict[str, Any],
+          history: list[dict[str, Any]]) -> Turn:
+    user, tool = made.get("user"), made.get("tool")
+    return Turn(session, _message(user) if user else None, _message(asst), history,
+                _message(tool) if tool else None)
+
+
 def _message(values: dict[str, Any]) -> dict[str, Any]:
     """A message as the API shows it, from the column values just inserted."""
-    return message_dict(SimpleNamespace(**values))  # type: ignore[arg-type]
+    blank = {"error": None, "usage": None}
+    return message_dict(SimpleNamespace(**{**blank, **values}))  # type: ignore[arg-type]
 
 
 def owns(owner: Owner, row_owner: str | None) -> bool:
@@ -139,6 +162,11 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite (a file): a new chat's turn and every finished answer are written in one hop to a
+        # thread of their own (sqlite_writer); everything else, and PostgreSQL, through SQLAlchemy
+        u = engine.url
+        self._writer = (SQLiteWriter(u.database) if u.get_backend_name() == "sqlite" and u.database
+                        and u.database != ":memory:" and not u.database.startswith("file:") else None)
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
@@ -153,6 +181,8 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
         await self.engine.dispose()
 
     @asynccontextmanager
@@ -219,6 +249,8 @@ class Store:
             inputs.append(("user", user_parts if user_parts is not None else [{"type": "text", "text": user_text}]))
         n = len(inputs) + 1
         title = title_from(user_text) if user_text else None
+        if session_id is None and self._writer is not None:
+            return await self._new_session_turn(inputs, n, title, model, provider, system, owner, t)
         # Core statements, not the ORM's unit of work: this transaction sits between a chat message
         # and its model call, and the ORM's flush cost milliseconds of CPU here
         async with self.engine.begin() as conn:
@@ -247,18 +279,20 @@ class Store:
                 rows = await conn.execute(select(MessageRow.__table__).where(
                     MessageRow.session_id == session_id, MessageRow.seq < seq).order_by(MessageRow.seq))
                 history = [message_dict(r) for r in rows]
-            blank = {"finish_reason": None, "error": None, "usage": None, "ttft_ms": None, "tokens_per_s": None,
-                     "model": None, "provider": None, "run_id": None, "created_at": t, "updated_at": t,
-                     "session_id": session_id}
-            made = {role: {**blank, "id": new_id(), "seq": seq + k, "role": role, "parts": parts,
-                           "status": "complete"} for k, (role, parts) in enumerate(inputs)}
-            asst_id = new_id()
-            asst = {**blank, "id": asst_id, "seq": seq + n - 1, "role": "assistant", "parts": [],
-                    "status": "streaming", "model": model, "provider": provider, "run_id": asst_id}
+            made, asst = _turn_rows(session_id, seq, inputs, model, provider, t)
             await conn.execute(insert(MessageRow), [*made.values(), asst])
-        user, tool = made.get("user"), made.get("tool")
-        return Turn(session, _message(user) if user else None, _message(asst), history,
-                    _message(tool) if tool else None)
+        return _turn(session, made, asst, history)
+
+    async def _new_session_turn(self, inputs: list[tuple[str, list[dict[str, Any]]]], n: int, title: str | None,
+                                model: str | None, provider: str | None, system: str | None, owner: Owner,
+                                t: datetime) -> Turn:
+        """``begin_turn`` of a new session on SQLite: one hop to the writer's thread."""
+        srow = {"id": new_id(), "title": title, "model": model, "system": system, "next_seq": n,
+                "created_at": t, "updated_at": t, "owner": None if owner == ANY else owner}
+        made, asst = _turn_rows(srow["id"], 0, inputs, model, provider, t)
+        assert self._writer is not None
+        await self._writer.run(sqlite_writer.insert_turn, srow, [*made.values(), asst])
+        return _turn(session_dict(SimpleNamespace(**srow)), made, asst, [])  # type: ignore[arg-type]
 
     async def append_message(self, session_id: str, role: str, parts: list[dict[str, Any]]) -> dict[str, Any] | None:
         """Store one complete message at the session's end (tool results the
@@ -331,6 +365,9 @@ class Store:
             values["model"] = model
         if provider is not None:
             values["provider"] = provider
+        if self._writer is not None:
+            return await self._writer.run(sqlite_writer.finish_message, message_id, values,
+                                          (trace.kind, trace.request, trace.response) if trace else None, t)
         # Core statements on a connection: the ORM session's bookkeeping cost more than the writes
         async with self.engine.begin() as conn:
             res = await conn.execute(update(MessageRow).where(MessageRow.id == message_id).values(**values))
