@@ -147,7 +147,8 @@ async def test_delete_session_cascades(db_url):
     store = await Store.open(db_url)
     try:
         turn = await store.begin_turn(None, "x")
-        await store.save_trace(turn.assistant["id"], kind="canonical-events", request={"a": 1}, response=[])
+        await store.finish_message(turn.assistant["id"], status="complete", parts=[],
+                                   trace=Trace("canonical-events", {"a": 1}, []))
         assert await store.delete_session(turn.session["id"])
         assert await store.get_message(turn.user["id"]) is None
         assert await store.get_trace(turn.assistant["id"]) is None

@@ -395,12 +395,6 @@ class Store:
             return res.rowcount
 
     # --------------------------------------------------------------- traces
-    async def save_trace(self, message_id: str, *, kind: str, request: dict[str, Any],
-                         response: list[Any] | orjson.Fragment) -> None:
-        """``response`` may be an ``orjson.Fragment`` holding a JSON array."""
-        async with self.engine.begin() as conn:
-            await self._put_trace(conn, message_id, Trace(kind, request, response), now())
-
     @staticmethod
     async def _put_trace(conn: AsyncConnection, message_id: str, trace: Trace, t: datetime) -> None:
         # replace, in any dialect: a message has one trace
