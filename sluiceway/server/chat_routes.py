@@ -88,15 +88,20 @@ async def start_chat(request: Request) -> Started:
     router = state.gateway.router
     user_parts = session_chat.user_parts(inp)
     prefix = [Message.of("system", system)] if system else []
+    traced = state.config.store.traces
+
+    def request_for(rows: list[dict[str, Any]]) -> ChatRequest:
+        req = ChatRequest(model=model, messages=prefix + session_chat.history_messages(rows), **inp.params)
+        if traced:
+            req.wire = WireTrace()  # before the request goes out, so that the trace records it
+        return req
+
     early: asyncio.Future[Any] | None = None
     if session is None and tool_parts is None and user_parts is not None:
         # A new session has no history, so the model call need not wait for the turn's commit:
         # the upstream's round trip overlaps the local write. Nothing reaches the client (or the
         # store's answer) before the commit: the run, which reads the stream, starts after it.
-        req = ChatRequest(model=model, messages=prefix + session_chat.history_messages(
-            [{"role": "user", "text": inp.message or "", "parts": user_parts}]), **inp.params)
-        if state.config.store.traces:
-            req.wire = WireTrace()  # before the request goes out, so that the trace records it
+        req = request_for([{"role": "user", "text": inp.message or "", "parts": user_parts}])
         early = asyncio.ensure_future(router.open(req, overrides))
     try:
         turn = await grant.guard(store.begin_turn(inp.session_id, inp.message, model=model, system=system,
@@ -106,10 +111,9 @@ async def start_chat(request: Request) -> Started:
             await _discard(early)
         raise
     if early is None:
-        req = ChatRequest(model=model, messages=prefix + session_chat.history_messages(
-            [*turn.history, *turn.inputs]), **inp.params)
+        req = request_for([*turn.history, *turn.inputs])
     rec = Recorder(store, turn.assistant["id"], req, checkpoint_interval=state.config.store.checkpoint_interval,
-                   trace=state.config.store.traces)
+                   trace=traced)
 
     async def open_() -> Any:
         rec.opened = await (early if early is not None else router.open(req, overrides))
