@@ -74,7 +74,7 @@ class HttpMetrics:
         status = 500  # an exception before the response started
         finished = gone = False
         # the request id: passed through (or minted) onto the response, the scope and the log context;
-        # done here so one send wrapper serves both (every streamed chunk passes through it)
+        # done here so that one send wrapper serves both (a streamed body's chunks skip it: RAW_SEND)
         rid = b""
         for k, v in scope["headers"]:
             if k == b"x-request-id":
